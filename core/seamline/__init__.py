@@ -1,0 +1,60 @@
+"""seamline: seamless tiled segmentation of images too large for memory.
+
+The public API. Heavy parts (torch, the engine, training) load on first use, so that
+``import seamline`` and ``seamline plugins`` stay fast and never import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .atomic import atomic_output
+from .errors import InputError, ModelError, OutputExistsError, PluginError, SeamlineError
+from .hookspecs import hookimpl
+from .image import Image
+from .io import open, save
+
+__all__ = [
+    "Image",
+    "open",
+    "save",
+    "predict",
+    "vectorize",
+    "label",
+    "train",
+    "evaluate",
+    "load_model",
+    "save_model",
+    "show",
+    "hookimpl",
+    "atomic_output",
+    "SeamlineError",
+    "InputError",
+    "OutputExistsError",
+    "PluginError",
+    "ModelError",
+]
+
+_LAZY = {
+    "predict": "seamline.inference",
+    "vectorize": "seamline.vectorize",
+    "label": "seamline.labels",
+    "train": "seamline.training",
+    "evaluate": "seamline.metrics",
+    "load_model": "seamline.bundle",
+    "save_model": "seamline.bundle",
+    "show": "seamline.show",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'seamline' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,95 @@
+"""The ``seamline`` command line.
+
+The group itself offers ``--version``, ``--debug`` and ``plugins``; every other command
+comes from a plugin's ``seamline_commands`` hook (the core's own ``predict``,
+``train``, ``evaluate`` and ``demo`` included, from :mod:`seamline.builtins`).
+
+Errors: a :class:`~seamline.errors.SeamlineError` prints one line,
+``error: <file>: <problem>``, and exits 2 for bad input and 1 otherwise; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import PackageNotFoundError, version
+
+import click
+
+from .errors import SeamlineError
+from .plugins import get_plugin_manager, list_plugins, owners
+
+__all__ = ["cli", "get_cli", "main"]
+
+
+def _version() -> str:
+    try:
+        return version("seamline")
+    except PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+class SeamlineGroup(click.Group):
+    """A click group that turns seamline errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SeamlineError as exc:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=SeamlineGroup)
+@click.version_option(_version(), "--version", prog_name="seamline")
+@click.option("--debug", is_flag=True, help="Show full tracebacks.")
+def cli(debug: bool) -> None:
+    """seamline: seamless tiled segmentation of huge rasters and volumes."""
+
+
+@cli.command("plugins")
+@click.option("--all", "show_all", is_flag=True, help="Also list what each plugin registers.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins_command(show_all: bool, as_json: bool) -> None:
+    """List plugins, their versions and the hooks they implement."""
+    infos = list_plugins()
+    rows = [{"name": i.name, "version": i.version, "hooks": list(i.hooks), "builtin": i.builtin} for i in infos]
+    if show_all:
+        for kind in ("readers", "writers", "models", "outputs", "recipes"):
+            for name, owner in owners(kind).items():
+                for row in rows:
+                    if row["name"] == owner:
+                        row.setdefault(kind, []).append(name)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        tag = " (built-in)" if row["builtin"] else ""
+        click.echo(f"{row['name']} {row['version'] or ''}{tag}")
+        click.echo(f"  hooks: {', '.join(row['hooks']) or '-'}")
+        for kind in ("readers", "writers", "models", "outputs", "recipes"):
+            if row.get(kind):
+                click.echo(f"  {kind}: {', '.join(row[kind])}")
+
+
+def get_cli() -> click.Group:
+    """Return the ``seamline`` group with every plugin's commands added."""
+    get_plugin_manager().hook.seamline_commands(cli=cli)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the ``seamline`` command line."""
+    get_cli().main(args=argv, prog_name="seamline")

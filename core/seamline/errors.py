@@ -1,0 +1,56 @@
+"""The errors seamline raises, one hierarchy.
+
+Every error a user can cause is a :class:`SeamlineError`. Its message is one line that
+names the file (or the argument) and what is wrong with it, so that the command line can
+print ``error: <message>`` and exit without a traceback. The CLI exits 2 for
+:class:`InputError` (the user can fix the input) and 1 for every other failure.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = [
+    "SeamlineError",
+    "InputError",
+    "OutputExistsError",
+    "PluginError",
+    "ModelError",
+]
+
+
+class SeamlineError(Exception):
+    """Base class of every error seamline raises on purpose.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, in one line.
+    path : str or os.PathLike, optional
+        The file the problem is about; it leads the message as ``<path>: <message>``.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
+        self.path = os.fspath(path) if path is not None else None
+        self.message = message
+        super().__init__(f"{self.path}: {message}" if self.path is not None else message)
+
+
+class InputError(SeamlineError, ValueError):
+    """The input is wrong: a file nobody can read, bad geometry, a bad argument."""
+
+    exit_code = 2
+
+
+class OutputExistsError(InputError, FileExistsError):
+    """The output path exists and overwriting was not asked for."""
+
+
+class PluginError(SeamlineError):
+    """A plugin broke the contract: two plugins claim one name, a bad record, ..."""
+
+
+class ModelError(SeamlineError):
+    """A model cannot be built, loaded or run on this input."""

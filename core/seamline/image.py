@@ -1,0 +1,243 @@
+"""Image: a lazy array and where it sits in the world.
+
+An :class:`Image` is the one thing every part of seamline passes around. It has four
+parts:
+
+``data``
+    a dask array shaped ``(C, *spatial)``: ``(C, H, W)`` for a raster, ``(C, D, H, W)``
+    (or, for NIfTI, ``(C, I, J, K)`` in the file's own axis order) for a volume. Channels
+    (bands, MR sequences, class scores) always come first.
+``affine``
+    an ``(N+1) x (N+1)`` matrix that maps a voxel index, in the order of the spatial axes,
+    to world coordinates: ``world = affine @ [i, j, ..., 1]``. For a raster the world
+    coordinates are ``(x, y)`` in the CRS, for a volume ``(x, y, z)`` in RAS millimetres.
+    Where inside its voxel an integer index lies is the format's own convention and is
+    recorded in ``meta["anchor"]``: ``"corner"`` for rasters (GDAL's PixelIsArea, the
+    upper-left corner) and ``"center"`` for NIfTI. Windows and strides are the same matrix
+    product in both conventions, so the core never has to convert.
+``crs``
+    a coordinate reference system (a ``pyproj.CRS`` for maps) or ``None`` (medical world
+    space, RAS millimetres). The core only carries it.
+``meta``
+    everything else a plugin wants back when it writes: ``nodata``, ``band_names``,
+    ``class_names``, ``colors``, the source header, ...
+
+Everything the core does keeps ``affine`` and ``crs`` exact: slicing a window composes
+the affine with an integer translation (and scale, for strides) and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["Image", "window_affine"]
+
+
+def window_affine(affine: np.ndarray, start: Sequence[int], step: Sequence[int] | None = None) -> np.ndarray:
+    """Return the affine of a window that starts at voxel *start* and takes every *step*-th voxel.
+
+    Parameters
+    ----------
+    affine : numpy.ndarray
+        The ``(N+1) x (N+1)`` affine of the full image.
+    start : sequence of int
+        The window's first voxel index, one per spatial axis.
+    step : sequence of int, optional
+        The stride per spatial axis (1 by default).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``affine @ [[diag(step), start], [0, 1]]``.
+    """
+    n = len(start)
+    shift = np.eye(n + 1)
+    shift[:n, n] = start
+    if step is not None:
+        shift[np.arange(n), np.arange(n)] = step
+    return np.asarray(affine, dtype=float) @ shift
+
+
+def _affine_from_coords(coords: Sequence[np.ndarray]) -> np.ndarray | None:
+    """Affine of evenly spaced centre coordinates (xarray's convention), else None."""
+    n = len(coords)
+    affine = np.eye(n + 1)
+    for axis, values in enumerate(coords):
+        values = np.asarray(values, dtype=float)
+        if values.ndim != 1 or values.size < 2 or not np.allclose(np.diff(values), values[1] - values[0]):
+            return None
+        affine[axis, axis] = values[1] - values[0]
+        affine[axis, n] = values[0]
+    return affine
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Image:
+    """A lazy array of shape ``(C, *spatial)`` with its affine, CRS and metadata.
+
+    Parameters
+    ----------
+    data : dask.array.Array or array-like
+        The pixels or voxels, channels first.
+    affine : array-like, optional
+        ``(N+1) x (N+1)`` voxel-index-to-world matrix; the identity when omitted.
+    crs : object, optional
+        The coordinate reference system, or None.
+    meta : mapping, optional
+        Metadata (``nodata``, ``band_names``, ``class_names``, ``anchor``, ...).
+
+    Raises
+    ------
+    InputError
+        If the array has fewer than two spatial axes, a zero-sized axis, or an affine
+        that does not match its spatial rank.
+    """
+
+    data: da.Array
+    affine: np.ndarray | None = None
+    crs: Any = None
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        data = self.data if isinstance(self.data, da.Array) else da.asarray(self.data)
+        if data.ndim < 3:
+            raise InputError(f"an Image needs shape (C, *spatial) with 2 or 3 spatial axes, got shape {data.shape}")
+        if 0 in data.shape:
+            raise InputError(f"an Image cannot have a zero-sized axis, got shape {data.shape}")
+        n = data.ndim - 1
+        affine = np.eye(n + 1) if self.affine is None else np.array(self.affine, dtype=float)
+        if affine.shape != (n + 1, n + 1):
+            raise InputError(f"affine must be {n + 1}x{n + 1} for {n} spatial axes, got {affine.shape}")
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "affine", affine)
+        object.__setattr__(self, "meta", dict(self.meta))
+
+    @classmethod
+    def from_array(
+        cls,
+        array: Any,
+        affine: Any = None,
+        crs: Any = None,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        chunks: Any = "auto",
+    ) -> Image:
+        """Build an Image from a NumPy, dask or xarray array.
+
+        Parameters
+        ----------
+        array : numpy.ndarray, dask.array.Array or xarray.DataArray
+            Shaped ``(C, *spatial)``. An xarray DataArray with evenly spaced coordinates on
+            its spatial dimensions gives the affine (and ``rio.crs`` the CRS) when they are
+            not passed.
+        affine, crs, meta
+            As for :class:`Image`.
+        chunks
+            Dask chunks for a NumPy array (``"auto"`` by default).
+
+        Returns
+        -------
+        Image
+        """
+        meta = dict(meta or {})
+        if hasattr(array, "dims") and hasattr(array, "coords"):  # xarray.DataArray
+            spatial_dims = array.dims[1:]
+            if affine is None and all(dim in array.coords for dim in spatial_dims):
+                affine = _affine_from_coords([array.coords[dim].values for dim in spatial_dims])
+                if affine is not None:
+                    meta.setdefault("anchor", "center")
+            if crs is None and hasattr(array, "rio"):
+                crs = array.rio.crs
+            meta.setdefault("attrs", dict(array.attrs))
+            array = array.data
+        if not isinstance(array, da.Array):
+            array = da.from_array(np.asarray(array), chunks=chunks)
+        return cls(array, affine, crs, meta)
+
+    @property
+    def ndim(self) -> int:
+        """Number of spatial axes (2 or 3)."""
+        return self.data.ndim - 1
+
+    @property
+    def channels(self) -> int:
+        """Number of channels (bands)."""
+        return int(self.data.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the data, channels first."""
+        return tuple(int(s) for s in self.data.shape)
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        """Shape of the spatial axes."""
+        return self.shape[1:]
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The data type of the voxels."""
+        return self.data.dtype
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        """Voxel size along each spatial axis, in world units (column norms of the affine)."""
+        n = self.ndim
+        return tuple(float(v) for v in np.linalg.norm(self.affine[:n, :n], axis=0))
+
+    def replace(self, **changes: Any) -> Image:
+        """Return a copy with some of ``data``, ``affine``, ``crs`` and ``meta`` replaced."""
+        return dataclasses.replace(self, **changes)
+
+    def window(self, *slices: slice) -> Image:
+        """Return the window given by one slice per spatial axis, all channels kept."""
+        return self[(slice(None), *slices)]
+
+    def __getitem__(self, key: Any) -> Image:
+        """Slice channels and a window; the affine follows the window exactly.
+
+        The key indexes ``(C, *spatial)`` like NumPy. An integer picks one channel (the
+        channel axis is kept); spatial axes take slices with positive steps.
+        """
+        if not isinstance(key, tuple):
+            key = (key,)
+        if any(k is Ellipsis for k in key):
+            at = key.index(Ellipsis)
+            key = key[:at] + (slice(None),) * (self.data.ndim - len(key) + 1) + key[at + 1 :]
+        key = key + (slice(None),) * (self.data.ndim - len(key))
+        if len(key) != self.data.ndim:
+            raise InputError(f"too many indices for an Image of shape {self.shape}")
+        channel, *spatial = key
+        if isinstance(channel, numbers.Integral):
+            channel = slice(int(channel), int(channel) + 1 if channel != -1 else None)
+        starts, steps, norm = [], [], []
+        for axis, s in enumerate(spatial):
+            if not isinstance(s, slice):
+                raise InputError("spatial axes of an Image take slices, not single indices")
+            start, stop, step = s.indices(self.spatial_shape[axis])
+            if step < 1:
+                raise InputError("spatial slices need a positive step")
+            starts.append(start)
+            steps.append(step)
+            norm.append(slice(start, stop, step))
+        meta = dict(self.meta)
+        if "band_names" in meta and meta["band_names"] is not None:
+            meta["band_names"] = list(np.asarray(list(meta["band_names"]), dtype=object)[channel])
+        return Image(
+            self.data[(channel, *norm)],
+            window_affine(self.affine, starts, steps),
+            self.crs,
+            meta,
+        )
+
+    def __repr__(self) -> str:
+        crs = getattr(self.crs, "name", self.crs)
+        return f"Image(shape={self.shape}, dtype={self.dtype}, spacing={self.spacing}, crs={crs!r})"

@@ -1,0 +1,119 @@
+"""Open and save images through whichever plugin handles the format.
+
+:func:`open` asks each registered :class:`~seamline.plugins.Reader` whether it
+``can_open`` the path (a cheap test: a suffix, a few magic bytes) and hands the path to
+the first that says yes. :func:`save` does the same with writers. A format nobody handles
+is an :class:`~seamline.errors.InputError` that lists what is supported.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, SeamlineError
+from .image import Image
+from .plugins import registry
+
+__all__ = ["open", "save", "reader_for", "writer_for"]
+
+
+def _supported(records: dict[str, Any]) -> str:
+    parts = [f"{name} ({', '.join(r.suffixes)})" if r.suffixes else name for name, r in records.items()]
+    return ", ".join(parts) if parts else "nothing (no plugins loaded)"
+
+
+def reader_for(path: str | os.PathLike) -> Any:
+    """Return the reader that accepts *path*.
+
+    Raises
+    ------
+    InputError
+        If the path does not exist or no reader accepts it.
+    """
+    path = os.fspath(path)
+    if not Path(path).exists():
+        raise InputError("no such file or directory", path)
+    readers = registry("readers")
+    for reader in readers.values():
+        if reader.can_open(path):
+            return reader
+    raise InputError(f"no reader for this format; supported: {_supported(readers)}", path)
+
+
+def writer_for(path: str | os.PathLike) -> Any:
+    """Return the writer that accepts *path*.
+
+    Raises
+    ------
+    InputError
+        If no writer accepts the path.
+    """
+    path = os.fspath(path)
+    writers = registry("writers")
+    for writer in writers.values():
+        if writer.can_save(path):
+            return writer
+    raise InputError(f"no writer for this format; supported: {_supported(writers)}", path)
+
+
+def open(path: str | os.PathLike, chunks: Any = None, **options: Any) -> Image:
+    """Open an image lazily with the reader that accepts *path*.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file (GeoTIFF, NIfTI, ...) or a store (Zarr).
+    chunks : optional
+        Dask chunks; by default the reader follows the file's own blocks.
+    **options
+        Passed to the reader (for example ``bands=[3, 2, 1]`` for rasters).
+
+    Returns
+    -------
+    Image
+        A lazy image: nothing is read until it is computed.
+
+    Raises
+    ------
+    InputError
+        If the file does not exist, no reader handles it, or the reader finds it broken.
+    """
+    reader = reader_for(path)
+    try:
+        return reader.open(os.fspath(path), chunks=chunks, **options)
+    except SeamlineError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot be read as {reader.name}: {exc}", path) from exc
+
+
+def save(image: Image, path: str | os.PathLike, *, overwrite: bool = False, **options: Any) -> builtins.str:
+    """Save *image* with the writer that accepts *path*, streaming and atomically.
+
+    Parameters
+    ----------
+    image : Image
+        The (lazy) image to write; it is computed window by window.
+    path : str or os.PathLike
+        Where to write; the suffix chooses the format.
+    overwrite : bool
+        Replace an existing output.
+    **options
+        Passed to the writer (compression, ``cog=True``, ...).
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Raises
+    ------
+    InputError
+        If no writer handles the path or the output exists and *overwrite* is false.
+    """
+    writer = writer_for(path)
+    writer.save(image, os.fspath(path), overwrite=overwrite, **options)
+    return os.fspath(path)

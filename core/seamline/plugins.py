@@ -1,0 +1,354 @@
+"""The plugin manager: built-in plugins and third-party ones, loaded the same way.
+
+Plugins are modules listed under the ``seamline`` entry-point group (see
+:mod:`seamline.hookspecs` for what they may implement). The built-ins are declared in
+seamline's own ``pyproject.toml``::
+
+    [project.entry-points.seamline]
+    geo = "seamline_geo.plugin"
+    medical = "seamline_medical.plugin"
+
+What the hooks register is collected into registries of typed records (:class:`Reader`,
+:class:`Writer`, :class:`Architecture`, :class:`Output`, :class:`Recipe`), keyed by name.
+
+- A plugin that fails to import is skipped with a warning that names it.
+- Two plugins registering the same name is a :class:`~seamline.errors.PluginError`
+  that names both.
+- ``SEAMLINE_PLUGINS`` chooses which entry points load: a comma-separated list of names
+  (``SEAMLINE_PLUGINS=geo``), or an empty string for none. Unset, all load. Tests and
+  notebooks register their own plugins with :func:`register_plugin`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import InputError, PluginError
+
+__all__ = [
+    "Reader",
+    "Writer",
+    "Architecture",
+    "Output",
+    "Recipe",
+    "PluginInfo",
+    "get_plugin_manager",
+    "register_plugin",
+    "unregister_plugin",
+    "registry",
+    "list_plugins",
+    "reset",
+    "ENV_VAR",
+]
+
+ENTRY_POINT_GROUP = "seamline"
+ENV_VAR = "SEAMLINE_PLUGINS"
+
+
+@dataclasses.dataclass(frozen=True)
+class Reader:
+    """A format seamline can read.
+
+    Attributes
+    ----------
+    name : str
+        Unique name, e.g. ``"geotiff"``.
+    can_open : callable
+        ``can_open(path) -> bool``; cheap, never reads the whole file.
+    open : callable
+        ``open(path, chunks=None, **options) -> Image``; lazy.
+    suffixes : tuple of str
+        File suffixes, for messages and docs (``(".tif", ".tiff")``).
+    description : str
+        One line for ``seamline plugins``.
+    """
+
+    name: str
+    can_open: Callable[[str], bool]
+    open: Callable[..., Any]
+    suffixes: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Writer:
+    """A format seamline can write.
+
+    Attributes
+    ----------
+    name : str
+        Unique name, e.g. ``"cog"``.
+    can_save : callable
+        ``can_save(path) -> bool``, from the path alone.
+    save : callable
+        ``save(image, path, *, overwrite=False, **options)``; streams, writes atomically.
+    suffixes, description
+        As for :class:`Reader`.
+    """
+
+    name: str
+    can_save: Callable[[str], bool]
+    save: Callable[..., Any]
+    suffixes: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """A model architecture, built by name from a bundle's model card.
+
+    Attributes
+    ----------
+    name : str
+        Unique name, e.g. ``"smp.Unet"`` or ``"medical.TransUNet"``.
+    build : callable
+        ``build(in_channels, classes, **kwargs) -> torch.nn.Module`` with random weights.
+    spatial_dims : int or None
+        2 or 3 when the network only takes that rank; None when either works.
+    description : str
+        One line for ``seamline plugins``.
+    """
+
+    name: str
+    build: Callable[..., Any]
+    spatial_dims: int | None = None
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """A product derived from predicted labels (polygons, a statistics table, meshes).
+
+    Attributes
+    ----------
+    name : str
+        Unique name, e.g. ``"polygons"``.
+    option : str
+        The ``seamline predict`` option that asks for it, e.g. ``"--polygons"``.
+    write : callable
+        ``write(labels, path, *, image, overwrite=False)``.
+    help : str
+        Help text for the option.
+    """
+
+    name: str
+    option: str
+    write: Callable[..., Any]
+    help: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A task preset: defaults for training and prediction.
+
+    Attributes
+    ----------
+    name : str
+        Unique name, e.g. ``"glacier-landsat"``.
+    description : str
+        One line.
+    config : dict
+        Bands, normalization, classes, tile size, architecture, ...
+    """
+
+    name: str
+    description: str
+    config: dict = dataclasses.field(default_factory=dict)
+
+
+RECORD_TYPES: dict[str, type] = {
+    "seamline_readers": Reader,
+    "seamline_writers": Writer,
+    "seamline_models": Architecture,
+    "seamline_outputs": Output,
+    "seamline_recipes": Recipe,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginInfo:
+    """What ``seamline plugins`` shows about one plugin."""
+
+    name: str
+    version: str | None
+    hooks: tuple[str, ...]
+    builtin: bool
+
+
+_manager: pluggy.PluginManager | None = None
+_registries: dict[str, dict[str, tuple[Any, str]]] | None = None
+_builtin = frozenset({"seamline.builtins", "seamline_geo.plugin", "seamline_medical.plugin"})
+
+
+def _selected(name: str) -> bool:
+    chosen = os.environ.get(ENV_VAR)
+    if chosen is None:
+        return True
+    return name in {n.strip() for n in chosen.split(",") if n.strip()}
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if not _selected(ep.name) or pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            module = ep.load()
+        except Exception as exc:  # a broken plugin never takes seamline down
+            warnings.warn(
+                f"seamline plugin {ep.name!r} ({ep.value}) failed to load and is skipped: {exc}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            continue
+        pm.register(module, name=ep.name)
+        dist = getattr(ep, "dist", None)
+        pm._seamline_versions[ep.name] = getattr(dist, "version", None)  # type: ignore[attr-defined]
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """Return the plugin manager, loading entry-point plugins on first use.
+
+    Returns
+    -------
+    pluggy.PluginManager
+    """
+    global _manager
+    if _manager is None:
+        pm = pluggy.PluginManager("seamline")
+        pm.add_hookspecs(hookspecs)
+        pm._seamline_versions = {}  # type: ignore[attr-defined]
+        _load_entry_points(pm)
+        _manager = pm
+    return _manager
+
+
+def register_plugin(plugin: Any, name: str | None = None, version: str | None = None) -> str:
+    """Register a plugin object or module by hand (tests, notebooks).
+
+    Parameters
+    ----------
+    plugin : module or object
+        Anything with ``@hookimpl`` functions.
+    name : str, optional
+        Its name in ``seamline plugins``.
+    version : str, optional
+        Its version, for listing.
+
+    Returns
+    -------
+    str
+        The name it was registered under.
+    """
+    global _registries
+    pm = get_plugin_manager()
+    name = pm.register(plugin, name=name)
+    pm._seamline_versions[name] = version  # type: ignore[attr-defined]
+    _registries = None
+    return name
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered under *name*."""
+    global _registries
+    pm = get_plugin_manager()
+    pm.unregister(name=name)
+    _registries = None
+
+
+def reset() -> None:
+    """Forget every plugin; the next use loads entry points afresh (for tests)."""
+    global _manager, _registries
+    _manager = None
+    _registries = None
+
+
+def _collect(hook_name: str) -> dict[str, tuple[Any, str]]:
+    pm = get_plugin_manager()
+    record_type = RECORD_TYPES[hook_name]
+    found: dict[str, tuple[Any, str]] = {}
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        owner = pm.get_name(impl.plugin) or repr(impl.plugin)
+
+        def register(record: Any, *, _owner: str = owner) -> None:
+            if not isinstance(record, record_type):
+                raise PluginError(
+                    f"plugin {_owner!r} registered {type(record).__name__} from {hook_name}, "
+                    f"expected {record_type.__name__}"
+                )
+            if record.name in found:
+                other = found[record.name][1]
+                raise PluginError(f"plugins {other!r} and {_owner!r} both register {hook_name[9:-1]} {record.name!r}")
+            found[record.name] = (record, _owner)
+
+        impl.function(register)
+    return found
+
+
+def registry(kind: str) -> dict[str, Any]:
+    """Return what plugins registered for *kind*, by name.
+
+    Parameters
+    ----------
+    kind : {"readers", "writers", "models", "outputs", "recipes"}
+
+    Returns
+    -------
+    dict
+        Name to record, in registration order (first registered plugin first).
+
+    Raises
+    ------
+    PluginError
+        If two plugins register the same name.
+    """
+    global _registries
+    if _registries is None:
+        _registries = {}
+    hook_name = f"seamline_{kind}"
+    if hook_name not in RECORD_TYPES:
+        raise InputError(f"unknown registry {kind!r}; one of {sorted(k[9:] for k in RECORD_TYPES)}")
+    if hook_name not in _registries:
+        _registries[hook_name] = _collect(hook_name)
+    return {name: record for name, (record, _) in _registries[hook_name].items()}
+
+
+def owners(kind: str) -> dict[str, str]:
+    """Return which plugin registered each name of *kind*."""
+    registry(kind)
+    return {name: owner for name, (_, owner) in _registries[f"seamline_{kind}"].items()}  # type: ignore[index]
+
+
+def list_plugins() -> list[PluginInfo]:
+    """Return every loaded plugin with its version and the hooks it implements.
+
+    Returns
+    -------
+    list of PluginInfo
+    """
+    pm = get_plugin_manager()
+    infos = []
+    for name, plugin in pm.list_name_plugin():
+        hooks = tuple(sorted(impl.name for impl in pm.get_hookcallers(plugin) or ()))
+        module = getattr(plugin, "__name__", "")
+        infos.append(
+            PluginInfo(
+                name=name,
+                version=pm._seamline_versions.get(name),  # type: ignore[attr-defined]
+                hooks=hooks,
+                builtin=module in _builtin,
+            )
+        )
+    return sorted(infos, key=lambda info: info.name)
+
+
+def names(kind: str) -> Iterable[str]:
+    """The registered names of *kind* (for messages)."""
+    return list(registry(kind))

@@ -1,0 +1,1 @@
+"""seamline_geo: the geo plugin for seamline."""

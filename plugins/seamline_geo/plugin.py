@@ -1,0 +1,3 @@
+"""The geo plugin's hook implementations."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""seamline_medical: the medical plugin for seamline."""
