@@ -11,8 +11,31 @@ import importlib
 from typing import Any
 
 from .hookspecs import hookimpl
+from .plugins import Architecture, Output
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("seamline.predict_command", "seamline.train_command")
+
+
+def _build_unet(in_channels: int, classes: int, **kwargs: Any) -> Any:
+    from .models import build_unet
+
+    return build_unet(in_channels, classes, **kwargs)
+
+
+@hookimpl
+def seamline_models(register: Any) -> None:
+    register(Architecture(name="core.UNet", build=_build_unet, description="small pure-torch U-Net, 2D or 3D"))
+
+
+def _write_preview(labels: Any, path: str, *, image: Any, overwrite: bool = False) -> None:
+    from .show import write_preview
+
+    write_preview(labels, path, image=image, overwrite=overwrite)
+
+
+@hookimpl
+def seamline_outputs(register: Any) -> None:
+    register(Output(name="preview", option="--preview", write=_write_preview, help="PNG of the labels over the input."))
 
 
 @hookimpl
