@@ -1,0 +1,195 @@
+"""Where tiles go: one global, MONAI-compatible placement of tiles over an N-D image.
+
+A :class:`TileGrid` is fixed by the image's spatial shape, the tile size and the
+overlap, and by nothing else (not by chunks, workers or batch size). Along each axis:
+
+- an axis shorter than the tile is padded symmetrically up to the tile (``(tile - size)
+  // 2`` before, the rest after), exactly as ``monai.inferers.sliding_window_inference``
+  pads; tile starts below are in these *padded* coordinates;
+- tiles start every ``int(tile * (1 - overlap))`` voxels (at least 1), and the last tile
+  is moved back so that it ends flush with the far edge.
+
+Tiles are numbered in C order over the axes (last axis fastest), which is MONAI's order,
+so a tile's index names the same window in seamline and in MONAI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+
+from .errors import InputError
+
+__all__ = ["TileGrid", "tile_grid", "per_axis", "intersection"]
+
+
+def per_axis(value: int | float | Sequence, ndim: int, name: str) -> tuple:
+    """Return *value* repeated for *ndim* axes, or checked to have one entry per axis.
+
+    Parameters
+    ----------
+    value : number or sequence
+        One value for every axis, or one per axis.
+    ndim : int
+        The number of spatial axes.
+    name : str
+        The argument's name, for the error message.
+
+    Returns
+    -------
+    tuple
+
+    Raises
+    ------
+    InputError
+        If a sequence does not have *ndim* entries.
+    """
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != ndim:
+            raise InputError(f"{name} needs one value per spatial axis ({ndim}), got {list(value)}")
+        return tuple(value)
+    return (value,) * ndim
+
+
+@dataclasses.dataclass(frozen=True)
+class TileGrid:
+    """The tiles covering an image, in padded coordinates.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        The image's spatial shape.
+    tile_size : tuple of int
+        The tile's shape.
+    starts : tuple of tuple of int
+        Per axis, the tile starts in padded coordinates, increasing.
+    padding : tuple of int
+        Per axis, the padding before the image (non-zero only where it is shorter than a tile).
+    """
+
+    shape: tuple[int, ...]
+    tile_size: tuple[int, ...]
+    starts: tuple[tuple[int, ...], ...]
+    padding: tuple[int, ...]
+
+    @property
+    def padded_shape(self) -> tuple[int, ...]:
+        """The spatial shape after padding: at least one tile along each axis."""
+        return tuple(max(s, t) for s, t in zip(self.shape, self.tile_size, strict=True))
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        """The number of tiles along each axis."""
+        return tuple(len(s) for s in self.starts)
+
+    def __len__(self) -> int:
+        """The number of tiles."""
+        return math.prod(self.counts)
+
+    def __iter__(self) -> Iterator[tuple[int, ...]]:
+        """Tile indices in C order (MONAI's order)."""
+        return itertools.product(*(range(n) for n in self.counts))
+
+    def start(self, index: Sequence[int]) -> tuple[int, ...]:
+        """The padded-coordinate start of the tile with *index*."""
+        return tuple(starts[i] for starts, i in zip(self.starts, index, strict=True))
+
+    def slices(self, index: Sequence[int]) -> tuple[slice, ...]:
+        """The padded-coordinate window of the tile with *index*."""
+        return tuple(slice(s, s + t) for s, t in zip(self.start(index), self.tile_size, strict=True))
+
+    def overlapping(self, lo: Sequence[int], hi: Sequence[int]) -> list[tuple[int, ...]]:
+        """Indices, in C order, of the tiles that overlap the padded window ``[lo, hi)``.
+
+        Parameters
+        ----------
+        lo, hi : sequence of int
+            The window's first voxel and one past its last, per axis, in padded coordinates.
+
+        Returns
+        -------
+        list of tuple of int
+        """
+        ranges = [
+            [i for i, s in enumerate(starts) if s < h and s + t > low]
+            for starts, t, low, h in zip(self.starts, self.tile_size, lo, hi, strict=True)
+        ]
+        return list(itertools.product(*ranges))
+
+
+def _axis_starts(size: int, tile: int, overlap: float) -> tuple[int, ...]:
+    interval = tile if tile == size else max(int(tile * (1 - overlap)), 1)
+    count = next(d for d in range(math.ceil(size / interval)) if d * interval + tile >= size) + 1
+    return tuple(min(d * interval, size - tile) for d in range(count))
+
+
+def tile_grid(
+    shape: Sequence[int], tile_size: int | Sequence[int], overlap: float | Sequence[float] = 0.25
+) -> TileGrid:
+    """Place tiles over an image of spatial *shape*, as MONAI's sliding window does.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The image's spatial shape.
+    tile_size : int or sequence of int
+        The tile's size, one for every axis or one per axis.
+    overlap : float or sequence of float
+        The fraction of a tile shared with its neighbour, in ``[0, 1)``.
+
+    Returns
+    -------
+    TileGrid
+
+    Raises
+    ------
+    InputError
+        If the tile size is not positive or the overlap is outside ``[0, 1)``.
+
+    Examples
+    --------
+    >>> tile_grid((100,), 40, overlap=0.5).starts
+    ((0, 20, 40, 60),)
+    """
+    ndim = len(shape)
+    tiles = tuple(int(t) for t in per_axis(tile_size, ndim, "tile_size"))
+    overlaps = tuple(float(o) for o in per_axis(overlap, ndim, "overlap"))
+    if any(t < 1 for t in tiles):
+        raise InputError(f"tile_size must be positive, got {list(tiles)}")
+    if any(not 0 <= o < 1 for o in overlaps):
+        raise InputError(f"overlap must be in [0, 1), got {list(overlaps)}")
+    padded = [max(int(s), t) for s, t in zip(shape, tiles, strict=True)]
+    return TileGrid(
+        shape=tuple(int(s) for s in shape),
+        tile_size=tiles,
+        starts=tuple(_axis_starts(p, t, o) for p, t, o in zip(padded, tiles, overlaps, strict=True)),
+        padding=tuple((p - int(s)) // 2 for p, s in zip(padded, shape, strict=True)),
+    )
+
+
+def intersection(
+    start: Sequence[int], size: Sequence[int], lo: Sequence[int], shape: Sequence[int]
+) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Slices that cut the common part out of a box and out of a region.
+
+    Parameters
+    ----------
+    start, size : sequence of int
+        The box (a tile, a chunk): its first voxel and its shape.
+    lo, shape : sequence of int
+        The region: its first voxel and its shape, in the same coordinates.
+
+    Returns
+    -------
+    (tuple of slice, tuple of slice)
+        The common part, relative to the box and relative to the region (empty slices
+        where they do not meet).
+    """
+    inside, region = [], []
+    for s, t, low, n in zip(start, size, lo, shape, strict=True):
+        first, last = max(s, low), max(min(s + t, low + n), max(s, low))
+        inside.append(slice(first - s, last - s))
+        region.append(slice(first - low, last - low))
+    return tuple(inside), tuple(region)

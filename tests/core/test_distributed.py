@@ -1,0 +1,62 @@
+"""The engine on dask.distributed: same output as the threaded scheduler, the model shipped once per worker."""
+
+from __future__ import annotations
+
+import os
+from multiprocessing.pool import ThreadPool
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import seamline
+from seamline.inference import predict
+
+distributed = pytest.importorskip("distributed")
+
+
+class Recording(torch.nn.Module):
+    """A small conv net that notes, in a file, every process that unpickles it."""
+
+    def __init__(self, log: Path) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.log = str(log)
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv2d(4, 3, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        with open(self.log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+
+@pytest.mark.slow
+def test_distributed_equals_threaded_and_ships_the_model_once(tmp_path):
+    x = np.random.default_rng(0).random((2, 150, 130), dtype=np.float32)
+    model = Recording(tmp_path / "unpickled.txt")
+    options = {"tile_size": 32, "overlap": 0.5, "progress": False, "batch_size": 3}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the workers: torch's float sums depend on its thread count
+    try:  # fresh threads, which take torch's thread count as it is now
+        with ThreadPool(2) as pool:
+            expected = predict(x, model, **options).data.compute(scheduler="threads", pool=pool)
+    finally:
+        torch.set_num_threads(threads)
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        result = predict(x, model, **options)
+        np.testing.assert_array_equal(result.data.compute(), expected)
+        workers = set(client.run(os.getpid).values())
+        unpickled = Path(model.log).read_text().split()
+        per_worker = {pid: unpickled.count(str(pid)) for pid in workers}
+        assert all(count <= 1 for count in per_worker.values()) and sum(per_worker.values()) >= 1, per_worker
+        assert sum(client.run(torch.get_num_threads).values()) == 2
+        seamline.save(predict(x, model, output="labels", **options), tmp_path / "labels.zarr")
+    labels = seamline.open(tmp_path / "labels.zarr").data.compute()
+    np.testing.assert_array_equal(labels[0], expected.argmax(0))

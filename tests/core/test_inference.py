@@ -1,0 +1,217 @@
+"""The engine against MONAI's sliding_window_inference, tile counts, outputs, nodata."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import torch
+from monai.inferers import sliding_window_inference
+
+import seamline
+from seamline.devices import autocast, resolve_device
+from seamline.errors import InputError, ModelError
+from seamline.inference import predict
+
+
+class Counting(torch.nn.Module):
+    """A small conv net that counts the tiles it sees (its 3x3 kernels make tiles differ from a whole-image run)."""
+
+    def __init__(self, bands: int = 1, classes: int = 3, ndim: int = 2) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d if ndim == 2 else torch.nn.Conv3d
+        self.net = torch.nn.Sequential(conv(bands, 4, 3, padding=1), torch.nn.Tanh(), conv(4, classes, 3, padding=1))
+        self.batches: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0]:
+            self.batches.append(int(x.shape[0]))
+        return self.net(x)
+
+
+def monai(x: np.ndarray, model: torch.nn.Module, tile, overlap: float, mode: str = "gaussian", batch: int = 4):
+    with torch.inference_mode():
+        return sliding_window_inference(torch.from_numpy(x)[None], tile, batch, model, overlap=overlap, mode=mode)[
+            0
+        ].numpy()
+
+
+def run(image, model, **options):
+    return predict(image, model, progress=False, **options).data.compute(scheduler="threads")
+
+
+CASES = [
+    ((1, 64, 64), 32),
+    ((2, 37, 53), (16, 24)),
+    ((1, 10, 70), (16, 16)),  # first axis shorter than a tile
+    ((1, 7, 5), (16, 12)),  # image smaller than a tile
+    ((1, 13, 11, 9), (8, 6, 5)),
+    ((2, 20, 9, 17), (8, 16, 8)),
+]
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5, 0.75])
+@pytest.mark.parametrize(("shape", "tile"), CASES)
+def test_equals_monai_gaussian(shape, tile, overlap):
+    x = np.random.default_rng(1).random(shape, dtype=np.float32)
+    model = Counting(shape[0], 3, len(shape) - 1)
+    expected = monai(x, model, tile, overlap)
+    result = run(x, model, tile_size=tile, overlap=overlap)
+    assert result.dtype == np.float32 and result.shape == expected.shape
+    np.testing.assert_allclose(result, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("shape", "tile"), [CASES[1], CASES[4]])
+def test_equals_monai_constant(shape, tile):
+    x = np.random.default_rng(2).random(shape, dtype=np.float32)
+    model = Counting(shape[0], 2, len(shape) - 1)
+    expected = monai(x, model, tile, 0.5, mode="constant")
+    np.testing.assert_allclose(run(x, model, tile_size=tile, overlap=0.5, blend="constant"), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(("shape", "tile", "batch"), [((1, 70, 45), (16, 24), 4), ((1, 30, 20, 25), 8, 3)])
+def test_each_tile_runs_once_as_many_as_monai(shape, tile, batch):
+    x = np.random.default_rng(3).random(shape, dtype=np.float32)
+    model = Counting(1, 2, len(shape) - 1)
+    monai(x, model, tile, 0.25, batch=batch)
+    monai_tiles, model.batches = sum(model.batches), []
+    lazy = predict(x, model, tile_size=tile, overlap=0.25, batch_size=batch, progress=False)
+    assert model.batches == []  # lazy: no tile has run yet
+    lazy.data.compute(scheduler="threads")
+    assert sum(model.batches) == monai_tiles
+    assert max(model.batches) <= batch
+
+
+def test_chunking_and_schedulers_do_not_change_the_result():
+    x = np.random.default_rng(4).random((2, 90, 77), dtype=np.float32)
+    model = Counting(2, 3)
+    expected = monai(x, model, (32, 24), 0.25)
+    for chunks in [(2, 90, 77), (1, 17, 30), (2, 64, 64)]:
+        lazy = predict(da.from_array(x, chunks=chunks), model, tile_size=(32, 24), progress=False)
+        with dask.config.set(scheduler="synchronous"):
+            np.testing.assert_allclose(lazy.data.compute(), expected, atol=1e-5)
+        np.testing.assert_allclose(lazy.data.compute(scheduler="threads", num_workers=4), expected, atol=1e-5)
+
+
+def test_output_chunks_stream_tile_sized():
+    lazy = predict(np.zeros((1, 100, 70), np.float32), Counting(), tile_size=32, progress=False)
+    assert lazy.data.chunks == ((3,), (32, 32, 32, 4), (32, 32, 6))
+
+
+def test_probabilities_and_labels():
+    x = np.random.default_rng(5).random((1, 40, 50), dtype=np.float32)
+    model = Counting(1, 3)
+    scores = torch.from_numpy(monai(x, model, 16, 0.25))
+    probabilities = run(x, model, tile_size=16, output="probabilities")
+    np.testing.assert_allclose(probabilities, torch.softmax(scores, 0).numpy(), atol=1e-5)
+    labels = run(x, model, tile_size=16, output="labels")
+    assert labels.dtype == np.uint8 and labels.shape == (1, 40, 50)
+    np.testing.assert_array_equal(labels[0], scores.argmax(0).numpy())
+
+
+def test_one_channel_is_a_sigmoid_thresholded_at_one_half():
+    x = np.random.default_rng(6).random((1, 40, 50), dtype=np.float32) - 0.5
+    model = Counting(1, 1)
+    scores = torch.from_numpy(monai(x, model, 16, 0.25))
+    np.testing.assert_allclose(run(x, model, tile_size=16, output="probabilities"), torch.sigmoid(scores), atol=1e-5)
+    labels = run(x, model, tile_size=16, output="labels")
+    np.testing.assert_array_equal(labels, (torch.sigmoid(scores) > 0.5).numpy().astype(np.uint8))
+
+
+def test_many_classes_are_uint16_labels():
+    labels = run(np.ones((1, 8, 8), np.float32), torch.nn.Conv2d(1, 300, 1), tile_size=8, output="labels")
+    assert labels.dtype == np.uint16
+
+
+def test_result_keeps_affine_crs_and_meta():
+    affine = np.array([[0.0, -30, 500], [30, 0, 100], [0, 0, 1]])
+    meta = {"class_names": {0: "ice", 1: "rock"}, "band_names": ["red"], "anchor": "corner"}
+    image = seamline.Image.from_array(np.zeros((1, 20, 30), np.float32), affine, "EPSG:32645", meta)
+    result = predict(image, Counting(1, 2), tile_size=16, output="labels", progress=False)
+    np.testing.assert_array_equal(result.affine, affine)
+    assert result.crs == "EPSG:32645"
+    assert result.meta == {"class_names": {0: "ice", 1: "rock"}, "anchor": "corner"}
+
+
+@pytest.mark.parametrize("how", [-9999.0, float("nan"), "mask"])
+def test_nodata_in_nodata_out(how):
+    rng = np.random.default_rng(7)
+    x = rng.random((2, 40, 50), dtype=np.float32) + 1
+    missing = np.zeros((40, 50), bool)
+    missing[5:15, 10:30] = True
+    missing[30:, 45:] = True
+    x[0, 20, 20] = -9999  # one band alone at the nodata value is still data
+    if how == "mask":
+        meta = {"mask": da.from_array(~missing[None], chunks=(1, 16, 50))}
+    else:
+        x[:, missing] = how
+        meta = {"nodata": how}
+    image = seamline.Image.from_array(x, meta=meta)
+    model = Counting(2, 3)
+    expected = monai(np.where(missing, 0, x), model, 16, 0.25)
+    scores = predict(image, model, tile_size=16, progress=False)
+    assert np.isnan(scores.meta["nodata"])
+    values = scores.data.compute()
+    assert np.isnan(values[:, missing]).all()
+    np.testing.assert_allclose(values[:, ~missing], expected[:, ~missing], atol=1e-5)
+    labels = predict(image, model, tile_size=16, output="labels", progress=False)
+    assert labels.meta["nodata"] == 255
+    values = labels.data.compute()[0]
+    assert (values[missing] == 255).all()
+    np.testing.assert_array_equal(values[~missing], expected.argmax(0)[~missing])
+
+
+def test_progress_bar_counts_tiles(capsys):
+    x = np.zeros((1, 40, 40), np.float32)
+    predict(x, Counting(), tile_size=16, progress=True).data.compute(scheduler="threads")
+    assert "9/9" in capsys.readouterr().err
+    predict(x, Counting(), tile_size=16, progress=False).data.compute(scheduler="threads")
+    assert capsys.readouterr().err == ""
+
+
+def test_a_bundle_is_handed_the_call():
+    class Bundle:
+        def predict(self, image, **options):
+            self.options = options
+            return "done"
+
+    bundle = Bundle()
+    assert predict(np.zeros((1, 8, 8)), bundle, overlap=0.5) == "done"
+    assert bundle.options["overlap"] == 0.5 and "tile_size" not in bundle.options
+
+
+def test_model_errors_are_clear():
+    x = np.zeros((1, 32, 32), np.float32)
+    with pytest.raises(ModelError, match="spatial"):
+        predict(x, torch.nn.Conv2d(1, 2, 3), tile_size=16)
+    with pytest.raises(ModelError, match="failed"):
+        predict(x, torch.nn.Conv2d(3, 2, 1), tile_size=16)
+    with pytest.raises(ModelError, match=r"torch\.nn\.Module"):
+        predict(x, "model", tile_size=16)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"tile_size": 16, "output": "polygons"},
+        {"tile_size": 16, "blend": "box"},
+        {"tile_size": 16, "batch_size": 0},
+    ],
+)
+def test_bad_options_are_input_errors(options):
+    with pytest.raises(InputError):
+        predict(np.zeros((1, 32, 32), np.float32), torch.nn.Conv2d(1, 2, 1), **options)
+
+
+def test_devices_and_mixed_precision_on_cpu():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert not isinstance(autocast(torch.device("cpu")), torch.autocast)
+    assert isinstance(autocast(torch.device("cpu"), amp=True), torch.autocast)
+    x = np.random.default_rng(8).random((1, 32, 32), dtype=np.float32)
+    model = Counting(1, 2)
+    full = run(x, model, tile_size=16, device="cpu")
+    np.testing.assert_allclose(run(x, model, tile_size=16, device="cpu", amp=True), full, atol=0.05)
