@@ -1,0 +1,138 @@
+"""Glacier mapping on the Everest Landsat scene: train on the west half, score the east half.
+
+The scene (Landsat 7, 2000-10-30, RGB + NIR stacked as 4 bands) and the RGI 6.0 outlines
+(EPSG:4326, reprojected to the scene's UTM grid by the geo plugin's vector reader) come
+from ../shared/data/geoutils_everest_glaciers. The model is a small core.UNet trained on
+the CPU with seamline.train; the validation region (east half) is never sampled. A
+brightness threshold, tuned on the west half, is the baseline to beat.
+
+Run: python benchmarks/train_glaciers.py [--epochs N] [--out DIR] [--save-bundle PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import torch
+
+import seamline
+from seamline.training.sampling import split_region
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "geoutils_everest_glaciers"
+SCENE = "LE71400412000304SGS00"
+
+
+def stacked_scene(folder: Path) -> Path:
+    """RGB + B4 stacked as one 4-band GeoTIFF (red, green, blue, nir)."""
+    rgb = seamline.open(DATA / f"{SCENE}_RGB.tif")
+    nir = seamline.open(DATA / f"{SCENE}_B4.tif")
+    meta = {**rgb.meta, "band_names": ["red", "green", "blue", "nir"]}
+    stacked = rgb.replace(data=da.concatenate([rgb.data, nir.data]), meta=meta)
+    return Path(seamline.save(stacked, folder / "everest_rgbn.tif", overwrite=True))
+
+
+def label_source(scene_path: Path, folder: Path) -> Path:
+    """The outlines, or (while no vector reader is installed) them rasterized to a GeoTIFF."""
+    outlines = DATA / "15_rgi60_glacier_outlines.gpkg"
+    try:
+        seamline.open(outlines, like=seamline.open(scene_path))
+        return outlines
+    except seamline.InputError:
+        import geopandas
+        import rasterio
+        from rasterio import features
+
+        with rasterio.open(scene_path) as src:
+            shapes = geopandas.read_file(outlines).to_crs(src.crs).geometry
+            burned = features.rasterize(((g, 1) for g in shapes), out_shape=src.shape, transform=src.transform)
+            profile = {**src.profile, "count": 1, "dtype": "uint8", "nodata": None}
+        target = folder / "outlines.tif"
+        with rasterio.open(target, "w", **profile) as dst:
+            dst.write(burned, 1)
+        print("note: no vector reader registered; outlines rasterized with rasterio for this run")
+        return target
+
+
+def open_labels(path: Path, scene: seamline.Image) -> seamline.Image:
+    return seamline.open(path, like=scene) if path.suffix == ".gpkg" else seamline.open(path)
+
+
+def iou(prediction: np.ndarray, truth: np.ndarray) -> float:
+    return float((prediction & truth).sum() / max((prediction | truth).sum(), 1))
+
+
+def brightness_baseline(scene: np.ndarray, truth: np.ndarray, west: tuple, east: tuple) -> tuple[float, float]:
+    """Best threshold on mean RGB over the west half, scored on the east half."""
+    brightness = scene[:3].mean(axis=0)
+    thresholds = np.arange(60, 256, 2)
+    scores = [iou(brightness[west] > t, truth[west]) for t in thresholds]
+    best = float(thresholds[int(np.argmax(scores))])
+    return best, iou(brightness[east] > best, truth[east])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--widths", default="16,32,64,128", help="core.UNet widths per level")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--normalization", default="zscore", choices=["zscore", "percentile"])
+    parser.add_argument("--intensity", type=float, default=0.1, help="intensity jitter (normalized units)")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--save-bundle", type=Path, default=None, help="copy the trained bundle here (.zip or dir)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    work = Path(args.out or tempfile.mkdtemp(prefix="seamline-glaciers-"))
+    work.mkdir(parents=True, exist_ok=True)
+    scene_path = stacked_scene(work)
+    scene = seamline.open(scene_path)
+    labels_path = label_source(scene_path, work)
+    truth = open_labels(labels_path, scene).data.compute()[0].astype(bool)
+    pixels = scene.data.compute()
+    west, east = split_region(scene.spatial_shape, "x", fraction=0.5)
+    threshold, baseline = brightness_baseline(pixels, truth, west, east)
+
+    config = {
+        "data": {"image": os.fspath(scene_path), "labels": os.fspath(labels_path)},
+        "classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "glacier", "color": [80, 200, 255]}],
+        "validation": {"split": "x", "fraction": 0.5, "side": "high"},
+        "model": {"architecture": "core.UNet", "kwargs": {"widths": [int(w) for w in args.widths.split(",")]}},
+        "normalization": {"kind": args.normalization},
+        "patches": {"size": 128, "per_epoch": 256, "foreground_fraction": 0.33},
+        "augment": {"flip": True, "rotate": True, "intensity": args.intensity},
+        "loss": {"kind": "dice_ce"},
+        "optimizer": {"lr": 0.003, "weight_decay": 0.0001, "schedule": "cosine", "warmup": 0.05},
+        "training": {"epochs": args.epochs, "batch_size": 8, "seed": 0, "metric": "mean_iou", "progress": False},
+        "predict": {"tile_size": 256, "overlap": 0.25},
+        "out": os.fspath(work / "run"),
+    }
+    started = time.perf_counter()
+    result = seamline.train(config, overwrite=True)
+    minutes = (time.perf_counter() - started) / 60
+
+    east_image = scene.window(*east)
+    prediction = result.bundle.predict(east_image, output="labels", progress=False)
+    report = seamline.evaluate(prediction, truth[east].astype(np.uint8), num_classes=2, boundary_tolerance=None)
+    glacier_iou = float(report.per_class["iou"].iloc[1])
+    if args.save_bundle:
+        seamline.save_model(result.bundle.module, args.save_bundle, result.bundle.card, overwrite=True)
+
+    print(f"{'figure':<42}{'value':>10}")
+    print(f"{'glacier share of the scene':<42}{truth.mean():>10.3f}")
+    print(f"{'brightness threshold (tuned on west)':<42}{threshold:>10.0f}")
+    print(f"{'baseline glacier IoU, east half':<42}{baseline:>10.3f}")
+    print(f"{'core.UNet glacier IoU, east half':<42}{glacier_iou:>10.3f}")
+    print(f"{'core.UNet mean IoU, east half':<42}{report.mean_iou:>10.3f}")
+    print(f"{'model / baseline IoU ratio':<42}{glacier_iou / baseline:>10.2f}")
+    print(f"{'epochs run (best)':<42}{len(result.history):>7} ({result.best_epoch})")
+    print(f"{f'training minutes (CPU, {args.threads} thread)':<42}{minutes:>10.1f}")
+    print(f"bundle: {result.path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,389 @@
+"""Model bundles: weights in safetensors and a model card in JSON, never a pickle.
+
+A bundle is a directory (or a ``.zip`` of one) holding two files::
+
+    model/
+      weights.safetensors   the state dict, tensors only
+      seamline.json         the ModelCard: architecture name + kwargs, bands, classes,
+                            normalization, tile size, overlap, spacing, version, training
+
+The architecture is *named*, and built through the plugin registry
+(``seamline.plugins.registry("models")``), so loading a bundle never runs code from the
+bundle: :func:`load_model` reads JSON and tensors and nothing else.
+
+A :class:`Bundle` is a model that knows how it wants its input: ``bundle.predict(image)``
+selects bands by name, checks the band count, normalizes, lets a plugin bring the image
+onto the model's grid (``seamline_prepare_input``: reorientation, resampling) and back,
+runs the tiled engine with the card's tile size and overlap, and names the classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zipfile
+from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_output
+from .errors import InputError, ModelError
+from .image import Image
+
+__all__ = ["ModelCard", "Bundle", "load_model", "save_model", "build_module", "CARD_FILE", "WEIGHTS_FILE"]
+
+CARD_FILE = "seamline.json"
+WEIGHTS_FILE = "weights.safetensors"
+FORMAT_VERSION = 1
+_PALETTE = [
+    (0, 0, 0),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
+
+
+def _seamline_version() -> str:
+    try:
+        return version("seamline")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "0+unknown"
+
+
+def _class_records(classes: Sequence[Any]) -> list[dict[str, Any]]:
+    records = []
+    for index, entry in enumerate(classes):
+        record = {"id": index, "name": entry} if isinstance(entry, str) else dict(entry)
+        record.setdefault("id", index)
+        record.setdefault("name", f"class {record['id']}")
+        record.setdefault("color", _PALETTE[record["id"] % len(_PALETTE)])
+        record["color"] = [int(c) for c in record["color"]]
+        records.append(record)
+    if [r["id"] for r in records] != list(range(len(records))):
+        raise ModelError(f"class ids must be 0..{len(records) - 1} in order, got {[r['id'] for r in records]}")
+    return records
+
+
+@dataclasses.dataclass
+class ModelCard:
+    """Everything a bundle says about its model, as stored in ``seamline.json``.
+
+    Parameters
+    ----------
+    architecture : str
+        A registered architecture name (``"core.UNet"``, ``"smp.Unet"``, ...).
+    in_channels : int
+        Number of input bands or channels.
+    classes : sequence
+        One entry per output class, in order: a name, or ``{"id", "name", "color"}``.
+    kwargs : dict
+        Keyword arguments for the architecture's ``build``.
+    bands : list of str, optional
+        Band names, in the order the model takes them; images whose meta has
+        ``band_names`` are matched by name.
+    normalization : dict
+        A :mod:`seamline.normalize` spec.
+    tile_size : int or list of int
+        Default tile size for prediction.
+    overlap : float
+        Default tile overlap (a fraction of the tile).
+    spatial_dims : {2, 3}
+        The rank the network takes.
+    target_spacing : list of float, optional
+        Voxel spacing the model was trained at (volumes); a plugin resamples to it.
+    version : str
+        The seamline version that wrote the bundle.
+    training : dict
+        A training summary (epochs, best metric, data, seed, ...).
+    """
+
+    architecture: str
+    in_channels: int
+    classes: list[Any]
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    bands: list[str] | None = None
+    normalization: dict[str, Any] = dataclasses.field(default_factory=lambda: {"kind": "none"})
+    tile_size: int | list[int] = 256
+    overlap: float = 0.25
+    spatial_dims: int = 2
+    target_spacing: list[float] | None = None
+    version: str = dataclasses.field(default_factory=_seamline_version)
+    training: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.classes = _class_records(self.classes)
+        if self.bands is not None and len(self.bands) != self.in_channels:
+            raise ModelError(f"the card names {len(self.bands)} bands but in_channels is {self.in_channels}")
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        """Class id to name."""
+        return {c["id"]: c["name"] for c in self.classes}
+
+    @property
+    def colors(self) -> dict[int, tuple[int, int, int]]:
+        """Class id to an RGB colour."""
+        return {c["id"]: tuple(c["color"]) for c in self.classes}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the card as plain JSON-ready data."""
+        return {"format": FORMAT_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str | os.PathLike | None = None) -> ModelCard:
+        """Build a card from :meth:`to_dict` output.
+
+        Raises
+        ------
+        ModelError
+            If required fields are missing or unknown fields are present.
+        """
+        data = {k: v for k, v in data.items() if k != "format"}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        missing = sorted({"architecture", "in_channels", "classes"} - set(data))
+        if unknown or missing:
+            problem = f"unknown fields {unknown}" if unknown else f"missing fields {missing}"
+            raise ModelError(f"not a seamline model card: {problem}", source)
+        return cls(**data)
+
+
+def build_module(card: ModelCard) -> Any:
+    """Build the card's architecture with random weights, through the plugin registry.
+
+    Parameters
+    ----------
+    card : ModelCard
+        The model card.
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Raises
+    ------
+    ModelError
+        If the architecture is not registered (the message lists the known ones) or
+        rejects the card's arguments.
+    """
+    from .plugins import registry
+
+    models = registry("models")
+    if card.architecture not in models:
+        raise ModelError(f"unknown architecture {card.architecture!r}; known: {', '.join(models) or 'none'}")
+    try:
+        return models[card.architecture].build(in_channels=card.in_channels, classes=len(card.classes), **card.kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"cannot build {card.architecture!r} from the card: {exc}") from exc
+
+
+class Bundle:
+    """A model with its card: what :func:`load_model` returns.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network, weights loaded.
+    card : ModelCard
+        What it expects and produces.
+    """
+
+    def __init__(self, module: Any, card: ModelCard) -> None:
+        self.module = module
+        self.card = card
+
+    def __repr__(self) -> str:
+        names = ", ".join(self.card.class_names.values())
+        return f"Bundle({self.card.architecture}, in_channels={self.card.in_channels}, classes=[{names}])"
+
+    def prepare(self, image: Image) -> Image:
+        """Select the card's bands, check their count and normalize (lazily).
+
+        Parameters
+        ----------
+        image : Image
+            The image as read.
+
+        Returns
+        -------
+        Image
+            The image the network takes (before any plugin regridding).
+
+        Raises
+        ------
+        InputError
+            If bands named by the card are missing, the band count differs from the
+            model's (both numbers are named), or the rank is too low for the model.
+        """
+        source = image.meta.get("path") or image.meta.get("source")
+        card = self.card
+        names = image.meta.get("band_names")
+        if card.bands and names and list(names) != list(card.bands):
+            missing = [b for b in card.bands if b not in list(names)]
+            if missing:
+                raise InputError(f"the model needs bands {card.bands}, the image lacks {missing}", source)
+            image = image[[list(names).index(b) for b in card.bands]]
+        if image.channels != card.in_channels:
+            raise InputError(f"model expects {card.in_channels} bands, the image has {image.channels}", source)
+        if image.ndim < card.spatial_dims:
+            raise InputError(f"a {image.ndim}D image for a {card.spatial_dims}D model", source)
+        from .normalize import normalize
+
+        return normalize(image, card.normalization)
+
+    def predict(self, image: Image | Any, **options: Any) -> Image:
+        """Predict *image* tile by tile, lazily, as the card says.
+
+        Parameters
+        ----------
+        image : Image or array-like
+            Shaped ``(C, *spatial)``.
+        **options
+            Passed to :func:`seamline.inference.predict` (``output``, ``batch_size``,
+            ``device``, ...); ``tile_size`` and ``overlap`` default to the card's.
+
+        Returns
+        -------
+        Image
+            Labels or scores on the input's own grid, with ``class_names`` and ``colors``
+            in its meta (and the class names as ``band_names`` for scores).
+
+        Raises
+        ------
+        InputError
+            If the image does not fit the model (see :meth:`prepare`).
+        """
+        from .inference import predict
+        from .plugins import get_plugin_manager
+
+        if not isinstance(image, Image):
+            image = Image.from_array(image)
+        model_input = self.prepare(image)
+        prepared = get_plugin_manager().hook.seamline_prepare_input(image=model_input, card=self.card)
+        restore = None
+        if prepared is not None:
+            model_input, restore = prepared
+        options.setdefault("tile_size", self.card.tile_size)
+        options.setdefault("overlap", self.card.overlap)
+        result = predict(model_input, self.module, **options)
+        kind = "labels" if options.get("output") == "labels" else "scores"
+        if restore is not None:
+            result = restore(result, kind)
+        meta = {k: v for k, v in result.meta.items() if k != "band_names"}
+        meta.update(class_names=self.card.class_names, colors=self.card.colors)
+        if kind == "scores":
+            meta["band_names"] = list(self.card.class_names.values())
+        return result.replace(meta=meta)
+
+
+def _read_bytes(path: Path, name: str) -> bytes:
+    if path.is_dir():
+        target = path / name
+        if not target.is_file():
+            raise ModelError(f"not a model bundle: {name} is missing", path)
+        return target.read_bytes()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {Path(n).name: n for n in archive.namelist()}
+            if name not in members:
+                raise ModelError(f"not a model bundle: {name} is missing", path)
+            return archive.read(members[name])
+    except zipfile.BadZipFile as exc:
+        raise ModelError("not a model bundle: neither a directory nor a zip file", path) from exc
+
+
+def load_model(path: str | os.PathLike, *, device: str = "cpu") -> Bundle:
+    """Load a model bundle (a directory or a ``.zip``) without unpickling anything.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The bundle.
+    device : str
+        Where to put the weights (``"cpu"`` by default; the engine moves them).
+
+    Returns
+    -------
+    Bundle
+        The network in eval mode, with its card.
+
+    Raises
+    ------
+    ModelError
+        If the bundle is missing, its card is not valid JSON, its architecture is not
+        registered, or its weights are corrupt or do not fit the architecture (the
+        message names the file).
+    """
+    from safetensors.torch import load as load_tensors
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelError("no such model bundle", path)
+    try:
+        card_data = json.loads(_read_bytes(path, CARD_FILE))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{CARD_FILE} is not valid JSON: {exc}", path) from exc
+    card = ModelCard.from_dict(card_data, path)
+    module = build_module(card)
+    weights_name = path / WEIGHTS_FILE if path.is_dir() else f"{path}!{WEIGHTS_FILE}"
+    try:
+        state = load_tensors(_read_bytes(path, WEIGHTS_FILE))
+        module.load_state_dict(state, strict=True)
+    except ModelError:
+        raise
+    except Exception as exc:  # safetensors and torch raise several types for bad weights
+        raise ModelError(f"weights do not fit {card.architecture}: {str(exc).splitlines()[0]}", weights_name) from exc
+    return Bundle(module.to(device).eval(), card)
+
+
+def _write_bundle(module: Any, card: ModelCard, target: Path) -> None:
+    from safetensors.torch import save as save_tensors
+
+    state = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in module.state_dict().items()}
+    files = {WEIGHTS_FILE: save_tensors(state), CARD_FILE: json.dumps(card.to_dict(), indent=2).encode()}
+    if target.suffix == ".zip":
+        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, payload in files.items():
+                archive.writestr(name, payload)
+        return
+    target.mkdir()
+    for name, payload in files.items():
+        (target / name).write_bytes(payload)
+
+
+def save_model(module: Any, path: str | os.PathLike, card: ModelCard, *, overwrite: bool = False) -> Path:
+    """Save *module* and *card* as a bundle, atomically.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network; only its state dict (tensors) is written.
+    path : str or os.PathLike
+        A directory, or a path ending in ``.zip`` for a single file.
+    card : ModelCard
+        The model card.
+    overwrite : bool
+        Replace an existing bundle.
+
+    Returns
+    -------
+    pathlib.Path
+        The bundle's path.
+
+    Raises
+    ------
+    OutputExistsError
+        If *path* exists and *overwrite* is false.
+    """
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        _write_bundle(module, card, Path(tmp))
+    return Path(path)

@@ -1,0 +1,236 @@
+"""Intensity normalization: one small spec, applied lazily, band by band.
+
+A model learns on normalized intensities, so a bundle records *how* to normalize (its
+``normalization`` spec) and :func:`normalize` applies that spec to any image, lazily, as a
+dask expression. A spec is a dict with a ``kind``:
+
+``{"kind": "none"}``
+    Leave the values as they are (converted to float32).
+``{"kind": "scale", "factor": 1/255, "offset": 0}``
+    ``x * factor + offset``; factor and offset are numbers or one per band.
+``{"kind": "zscore", "mean": [...], "std": [...]}``
+    ``(x - mean) / std`` per band. Without ``mean``/``std`` they are computed over the
+    image (valid pixels only) with dask reductions; :func:`fit_normalization` does that
+    once and returns the spec with the numbers in it, which is what a trainer stores.
+``{"kind": "window", "low": -160, "high": 240}``
+    Clip to ``[low, high]`` and scale to ``[0, 1]``: CT windowing.
+``{"kind": "percentile", "low": 0.5, "high": 99.5}``
+    Clip each band to its own percentiles, computed over the image through a dask
+    histogram (never the whole image in memory), then scale to ``[0, 1]``: MR scaling.
+
+Nodata pixels (``meta["nodata"]`` in any band, or ``meta["mask"]``) stay nodata: statistics
+ignore them, and
+they keep the nodata value in every band of the result (NaN when only a mask marked
+them; the mask itself is folded into the values and dropped), while a valid pixel that
+would land exactly on the nodata value is nudged off it by one float step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from .errors import InputError
+from .image import Image
+
+__all__ = ["normalize", "fit_normalization", "percentile_bounds", "valid_mask", "KINDS"]
+
+KINDS = ("none", "scale", "zscore", "window", "percentile")
+_HISTOGRAM_BINS = 4096
+
+
+def valid_mask(image: Image) -> da.Array | None:
+    """Return a lazy boolean mask of valid pixels, shaped like one band, or None.
+
+    A pixel is nodata when any band equals ``meta["nodata"]`` (NaN matches NaN) or when
+    ``meta["mask"]`` (a ``(1, *spatial)`` validity mask, as raster readers give) is False.
+
+    Parameters
+    ----------
+    image : Image
+        The image.
+
+    Returns
+    -------
+    dask.array.Array or None
+        True where the pixel is valid; None when the image marks no nodata.
+    """
+    nodata, mask = image.meta.get("nodata"), image.meta.get("mask")
+    valid = None
+    if nodata is not None:
+        invalid = da.isnan(image.data) if np.isnan(nodata) else image.data == nodata
+        valid = ~invalid.any(axis=0)
+    if mask is not None:
+        mask = da.asarray(mask).astype(bool).reshape(image.spatial_shape)
+        valid = mask if valid is None else valid & mask
+    return valid
+
+
+def _per_band(value: Any, bands: int, name: str) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float64).reshape(-1)
+    if array.size == 1:
+        array = np.repeat(array, bands)
+    if array.size != bands:
+        raise InputError(f"normalization {name!r} has {array.size} values for an image with {bands} bands")
+    return array
+
+
+def _expand(values: np.ndarray, ndim: int) -> np.ndarray:
+    return values.reshape((-1,) + (1,) * ndim).astype(np.float32)
+
+
+def _band_moments(data: da.Array, mask: da.Array | None) -> tuple[np.ndarray, np.ndarray]:
+    axes = tuple(range(1, data.ndim))
+    x = data.astype(np.float64)
+    if mask is None:
+        mean, var = da.compute(x.mean(axis=axes), x.var(axis=axes))
+    else:
+        w = mask.astype(np.float64)[None]
+        count = w.sum()
+        total, squares = x * w, x * x * w
+        count, total, squares = da.compute(count, total.sum(axis=axes), squares.sum(axis=axes))
+        if count == 0:
+            raise InputError("cannot compute normalization statistics: every pixel is nodata")
+        mean = total / count
+        var = np.maximum(squares / count - mean * mean, 0.0)
+    return np.asarray(mean), np.sqrt(np.asarray(var))
+
+
+def percentile_bounds(image: Image, low: float, high: float) -> np.ndarray:
+    """Per-band *low* and *high* percentiles of the valid pixels, through a dask histogram.
+
+    Each band is reduced to its minimum and maximum, then to a 4096-bin histogram
+    between them (two passes over the data, chunk by chunk); the percentiles are read
+    off the cumulative histogram, interpolating inside a bin, so they are exact to
+    within one bin width.
+
+    Parameters
+    ----------
+    image : Image
+        The image.
+    low, high : float
+        Percentiles, in [0, 100].
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(bands, 2)``.
+    """
+    data, mask = image.data, valid_mask(image)
+    bands = data.shape[0]
+    stacked = data if mask is None else da.where(mask[None], data, np.nan)
+    axes = tuple(range(1, data.ndim))
+    lows, highs = da.compute(da.nanmin(stacked, axis=axes), da.nanmax(stacked, axis=axes))
+    result = np.empty((bands, 2))
+    for band in range(bands):
+        lo, hi = float(lows[band]), float(highs[band])
+        if not hi > lo:
+            result[band] = (lo, hi)
+            continue
+        weights = None if mask is None else mask.astype(np.float64).ravel()
+        counts, edges = da.histogram(
+            data[band].astype(np.float64).ravel(), bins=_HISTOGRAM_BINS, range=(lo, hi), weights=weights
+        )
+        cumulative = np.cumsum(counts.compute()).astype(np.float64)
+        cumulative /= cumulative[-1]
+        # linear interpolation inside the bin where the cumulative share crosses q
+        result[band] = np.interp(np.array([low, high]) / 100.0, np.concatenate([[0.0], cumulative]), edges)
+    return result
+
+
+def fit_normalization(image: Image, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Return *spec* with the statistics it needs computed from *image*.
+
+    ``zscore`` without ``mean``/``std`` gets them (per band, valid pixels only). Other
+    kinds are returned unchanged: percentiles are meant per image and are computed by
+    :func:`normalize` on each image it sees.
+
+    Parameters
+    ----------
+    image : Image
+        The image to take statistics from (a training region, say).
+    spec : mapping
+        A normalization spec (see the module docstring).
+
+    Returns
+    -------
+    dict
+        A spec that :func:`normalize` applies without looking at the data first.
+
+    Raises
+    ------
+    InputError
+        If the spec is not understood.
+    """
+    spec = _checked(spec)
+    if spec["kind"] == "zscore" and ("mean" not in spec or "std" not in spec):
+        mean, std = _band_moments(image.data, valid_mask(image))
+        spec = {**spec, "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+    return spec
+
+
+def _checked(spec: Mapping[str, Any] | None) -> dict[str, Any]:
+    spec = dict(spec or {"kind": "none"})
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        raise InputError(f"unknown normalization kind {kind!r}; one of {', '.join(KINDS)}")
+    required = {"window": ("low", "high")}.get(kind, ())
+    missing = [key for key in required if key not in spec]
+    if missing:
+        raise InputError(f"normalization {kind!r} needs {', '.join(missing)}")
+    return spec
+
+
+def normalize(image: Image, spec: Mapping[str, Any] | None) -> Image:
+    """Normalize *image* lazily according to *spec*.
+
+    Parameters
+    ----------
+    image : Image
+        The image, any dtype.
+    spec : mapping or None
+        A normalization spec (see the module docstring); None means ``{"kind": "none"}``.
+
+    Returns
+    -------
+    Image
+        A float32 image with the same affine, CRS and meta; nodata pixels keep the
+        nodata value (NaN where only ``meta["mask"]`` marked them).
+
+    Raises
+    ------
+    InputError
+        If the spec is not understood or does not fit the number of bands.
+    """
+    spec = fit_normalization(image, spec)
+    kind, bands, ndim = spec["kind"], image.channels, image.ndim
+    data = image.data.astype(np.float32)
+    mask = valid_mask(image)
+    if kind == "scale":
+        factor = _per_band(spec.get("factor", 1.0), bands, "factor")
+        offset = _per_band(spec.get("offset", 0.0), bands, "offset")
+        data = data * _expand(factor, ndim) + _expand(offset, ndim)
+    elif kind == "zscore":
+        mean = _per_band(spec["mean"], bands, "mean")
+        std = _per_band(spec["std"], bands, "std")
+        data = (data - _expand(mean, ndim)) / _expand(np.where(std > 0, std, 1.0), ndim)
+    elif kind in ("window", "percentile"):
+        if kind == "window":
+            low = _per_band(spec["low"], bands, "low")
+            high = _per_band(spec["high"], bands, "high")
+        else:
+            bounds = percentile_bounds(image, float(spec.get("low", 0.5)), float(spec.get("high", 99.5)))
+            low, high = bounds[:, 0], bounds[:, 1]
+        span = np.where(high > low, high - low, 1.0)
+        data = (da.clip(data, _expand(low, ndim), _expand(high, ndim)) - _expand(low, ndim)) / _expand(span, ndim)
+    meta = {k: v for k, v in image.meta.items() if k != "mask"}
+    if mask is not None:
+        nodata = np.float32(np.nan if meta.get("nodata") is None else meta["nodata"])
+        if not np.isnan(nodata):
+            data = da.where(data == nodata, np.nextafter(nodata, np.float32(np.inf)), data)
+        data = da.where(mask[None], data, nodata)
+        meta["nodata"] = float(nodata) if np.isnan(nodata) else meta["nodata"]
+    return image.replace(data=data.astype(np.float32), meta=meta)

@@ -1,0 +1,119 @@
+"""``seamline predict INPUT OUT --model BUNDLE``: tiled prediction from the command line.
+
+It opens INPUT lazily, loads the bundle, checks that OUT (and every extra output asked
+for) may be written *before* any model runs, streams the labels (or, with ``--scores``,
+the class probabilities) to OUT, and then writes the extra products. Each registered
+:class:`~seamline.plugins.Output` (polygons, statistics, meshes, a preview, ...) adds its
+own option, so a plugin that registers an output extends this command too. The products
+are made from the saved file, so the model runs once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import numpy as np
+
+from .atomic import check_writable
+from .errors import InputError
+from .plugins import registry
+
+__all__ = ["command"]
+
+
+def _bands(text: str | None) -> list[int | str] | None:
+    if not text:
+        return None
+    return [int(b) if b.strip().isdigit() else b.strip() for b in text.split(",")]
+
+
+def _labels_from_probabilities(probabilities: Any) -> Any:
+    """Most likely class per pixel, keeping nodata (NaN probabilities) as the engine marks it."""
+    import dask.array as da
+
+    data = probabilities.data
+    labels = da.where(da.isnan(data), -1.0, data).argmax(axis=0).astype(np.uint8)[None]
+    meta = dict(probabilities.meta)
+    meta.pop("band_names", None)
+    if meta.get("nodata") is not None:
+        labels = da.where(da.isnan(data[:1]), np.uint8(255), labels)
+        meta["nodata"] = 255
+    return probabilities.replace(data=labels, meta=meta)
+
+
+class PredictCommand(click.Command):
+    """A command whose options include one per registered Output, looked up when used."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        taken = {opt for param in params for opt in param.opts}
+        for output in registry("outputs").values():
+            if output.option not in taken:
+                params.append(
+                    click.Option([output.option], type=click.Path(), default=None, help=output.help or output.name)
+                )
+        return params
+
+
+@click.command("predict", cls=PredictCommand)
+@click.argument("input_path", metavar="INPUT", type=click.Path())
+@click.argument("out", type=click.Path())
+@click.option("--model", "-m", "model_path", required=True, type=click.Path(), help="A model bundle (dir or .zip).")
+@click.option("--tile-size", type=int, help="Tile size in pixels (default: the bundle's).")
+@click.option("--overlap", type=float, help="Tile overlap as a fraction (default: the bundle's).")
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Tiles per model call.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
+@click.option("--bands", help="Bands to read, by 1-based index or name, comma-separated.")
+@click.option("--scores", is_flag=True, help="Write class probabilities instead of labels.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def command(
+    input_path: str,
+    out: str,
+    model_path: str,
+    tile_size: int | None,
+    overlap: float | None,
+    batch_size: int,
+    device: str,
+    bands: str | None,
+    scores: bool,
+    overwrite: bool,
+    progress: bool,
+    **products: str | None,
+) -> None:
+    """Segment INPUT with a model bundle and write OUT (labels, or probabilities with --scores)."""
+    from . import io
+    from .bundle import load_model
+
+    outputs = {o.option.lstrip("-").replace("-", "_"): o for o in registry("outputs").values()}
+    wanted = {name: path for name, path in products.items() if path}
+    for path in (out, *wanted.values()):
+        check_writable(path, overwrite=overwrite)
+    options = {"bands": _bands(bands)} if bands else {}
+    image = io.open(input_path, **options)
+    bundle = load_model(model_path)
+    settings = {"tile_size": tile_size, "overlap": overlap}
+    try:
+        result = bundle.predict(
+            image,
+            output="probabilities" if scores else "labels",
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            **{k: v for k, v in settings.items() if v is not None},
+        )
+    except InputError as exc:
+        if exc.path is not None:
+            raise
+        raise InputError(exc.message, input_path) from exc
+    io.save(result, out, overwrite=overwrite)
+    click.echo(f"wrote {out} ({'probabilities' if scores else 'labels'}, shape {result.shape})")
+    if not wanted:
+        return
+    saved = io.open(out)
+    saved = saved.replace(meta={**result.meta, **saved.meta, **{k: result.meta[k] for k in ("class_names", "colors")}})
+    labels = _labels_from_probabilities(saved) if scores else saved
+    for name, path in wanted.items():
+        outputs[name].write(labels, path, image=image, overwrite=overwrite)
+        click.echo(f"wrote {path} ({outputs[name].name})")

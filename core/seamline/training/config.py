@@ -1,0 +1,261 @@
+"""The training configuration: a YAML file checked against typed sections.
+
+Every key has a type and a default; an unknown key, a value of the wrong type, or a
+missing file is an :class:`~seamline.errors.InputError` that names the config file and
+the key (``train.yaml: data.image: no such file``). Paths in the file are relative to
+the file. :data:`EXAMPLE` is the reference config, shown by ``seamline train --help``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from ..errors import InputError
+
+__all__ = ["TrainConfig", "load_config", "EXAMPLE"]
+
+EXAMPLE = """\
+data:
+  image: scene.tif             # raster or volume (any format seamline opens)
+  labels: outlines.gpkg        # label raster/volume, or vector polygons (rasterized)
+  label_attribute: null        # vector column holding the class id (null: 1 inside)
+  label_crs: null              # the vectors' real CRS when their file states a wrong one
+  label_map: null              # {source value: class id}; other values become 0
+  bands: null                  # band names or 1-based indices to read
+  ignore_index: 255            # label ignored by the loss (nodata, unlabelled)
+classes: [background, glacier]
+validation:
+  split: x                     # hold out part of one axis: x, y (z) or an index
+  fraction: 0.5                # share of that axis held out
+  side: high                   # high = east/bottom end, low = west/top
+model:
+  architecture: core.UNet      # any registered architecture (seamline plugins --all)
+  kwargs: {widths: [16, 32, 64]}
+normalization: {kind: zscore}  # none, scale, zscore, window, percentile
+patches:
+  size: 128
+  per_epoch: 256
+  foreground_fraction: 0.33
+augment: {flip: true, rotate: true, intensity: 0.1}
+loss: {kind: dice_ce}          # ce, dice, dice_ce, focal, boundary
+optimizer: {lr: 0.001, weight_decay: 0.0001, schedule: cosine, warmup: 0.05}
+training:
+  epochs: 20
+  batch_size: 8
+  seed: 0
+  patience: 5                  # early stopping on the validation metric
+  metric: mean_iou
+predict: {tile_size: 256, overlap: 0.25}
+out: runs/glacier
+"""
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the training image and its labels come from."""
+
+    image: str = ""
+    labels: str = ""
+    label_attribute: str | None = None
+    label_crs: str | None = None
+    label_map: dict | None = None
+    bands: list | None = None
+    ignore_index: int = 255
+
+
+@dataclasses.dataclass
+class ValidationConfig:
+    """The held-out region: one end of an axis, explicit windows, or another pair."""
+
+    split: str | int | None = "x"
+    fraction: float = 0.5
+    side: str = "high"
+    windows: list | None = None
+    image: str | None = None
+    labels: str | None = None
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The architecture to build, by registered name."""
+
+    architecture: str = "core.UNet"
+    kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class PatchConfig:
+    """Patch sampling."""
+
+    size: int | list = 128
+    per_epoch: int = 256
+    foreground_fraction: float = 0.33
+    min_valid: float = 0.5
+
+
+@dataclasses.dataclass
+class AugmentConfig:
+    """Augmentations."""
+
+    flip: bool = True
+    rotate: bool = True
+    intensity: float = 0.1
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    """AdamW and its learning-rate schedule."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    warmup: float = 0.05
+
+
+@dataclasses.dataclass
+class LoopConfig:
+    """The training loop."""
+
+    epochs: int = 20
+    batch_size: int = 8
+    accumulate: int = 1
+    seed: int = 0
+    patience: int | None = None
+    metric: str = "mean_iou"
+    device: str = "auto"
+    amp: bool | None = None
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class PredictConfig:
+    """Prediction defaults stored in the bundle and used for validation."""
+
+    tile_size: int | list | None = None
+    overlap: float = 0.25
+    batch_size: int = 4
+    target_spacing: list | None = None
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """A whole training run; see :data:`EXAMPLE`."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    classes: list = dataclasses.field(default_factory=lambda: ["background", "foreground"])
+    validation: ValidationConfig | None = dataclasses.field(default_factory=ValidationConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    normalization: dict = dataclasses.field(default_factory=lambda: {"kind": "zscore"})
+    patches: PatchConfig = dataclasses.field(default_factory=PatchConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    loss: dict | str = "dice_ce"
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    training: LoopConfig = dataclasses.field(default_factory=LoopConfig)
+    predict: PredictConfig = dataclasses.field(default_factory=PredictConfig)
+    out: str = "seamline-run"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain data (for the training summary)."""
+        return dataclasses.asdict(self)
+
+
+_SCALARS = {int: (int,), float: (int, float), str: (str,), bool: (bool,), list: (list,), dict: (dict,)}
+
+
+def _check_value(value: Any, hint: Any, key: str, source: str) -> Any:
+    options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
+            return _build(option, value, key, source)
+        accepted = _SCALARS.get(option, ())
+        if isinstance(value, accepted) and not (isinstance(value, bool) and option in (int, float)):
+            return float(value) if option is float else value
+    names = " or ".join("a mapping" if dataclasses.is_dataclass(o) else getattr(o, "__name__", str(o)) for o in options)
+    raise InputError(f"{key}: expected {names}, got {type(value).__name__} {value!r}", source)
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in data.items():
+        where = f"{prefix}.{key}" if prefix else str(key)
+        if key not in hints:
+            raise InputError(f"{where}: unknown key; expected one of {', '.join(hints)}", source)
+        values[key] = _check_value(value, hints[key], where, source)
+    return cls(**values)
+
+
+def _resolve(path: str, base: Path, key: str, source: str) -> str:
+    resolved = Path(path) if Path(path).is_absolute() else base / path
+    if not resolved.exists():
+        raise InputError(f"{key}: no such file: {path}", source)
+    return os.fspath(resolved)
+
+
+def load_config(config: str | os.PathLike | Mapping[str, Any] | TrainConfig, **overrides: Any) -> TrainConfig:
+    """Read and check a training config.
+
+    Parameters
+    ----------
+    config : path, mapping or TrainConfig
+        A YAML file, or its content already parsed.
+    **overrides
+        Values that replace the config's: a section (``training={"epochs": 2}``, merged)
+        or a key of one section by its own name (``epochs=2``, ``out="run"``).
+
+    Returns
+    -------
+    TrainConfig
+        With data paths made absolute (relative paths are relative to the file).
+
+    Raises
+    ------
+    InputError
+        For an unreadable file, an unknown key, a wrong type or a missing data file; the
+        message names the config file and the key.
+    """
+    if isinstance(config, TrainConfig):
+        data, source, base = config.to_dict(), "<config>", Path.cwd()
+    elif isinstance(config, Mapping):
+        data, source, base = dict(config), "<config>", Path.cwd()
+    else:
+        source, base = os.fspath(config), Path(config).absolute().parent
+        try:
+            data = yaml.safe_load(Path(config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError(f"cannot read the config: {str(exc).splitlines()[0]}", source) from exc
+        if not isinstance(data, Mapping):
+            raise InputError("the config must be a mapping of sections", source)
+    data = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    sections = typing.get_type_hints(TrainConfig)
+    for key, value in overrides.items():
+        if key in sections:
+            data[key] = {**data.get(key, {}), **value} if isinstance(value, Mapping) else value
+            continue
+        owners = [s for s, h in sections.items() if dataclasses.is_dataclass(h) and key in typing.get_type_hints(h)]
+        if len(owners) != 1:
+            raise InputError(f"unknown or ambiguous override {key!r}", source)
+        data.setdefault(owners[0], {})[key] = value
+    result = _build(TrainConfig, data, "", source)
+    for key in ("image", "labels"):
+        if not getattr(result.data, key):
+            raise InputError(f"data.{key}: required", source)
+        setattr(result.data, key, _resolve(getattr(result.data, key), base, f"data.{key}", source))
+    if result.validation is not None:
+        for key in ("image", "labels"):
+            if getattr(result.validation, key):
+                value = _resolve(getattr(result.validation, key), base, f"validation.{key}", source)
+                setattr(result.validation, key, value)
+    if not Path(result.out).is_absolute():
+        result.out = os.fspath(base / result.out)
+    return result
