@@ -1,3 +1,123 @@
-"""The geo plugin's hook implementations."""
+"""The geo plugin's hook implementations: what seamline_geo registers, and nothing else.
+
+Loading the plugin imports no GDAL, geopandas or torch: formats are recognised from the
+path (:mod:`.formats`), and each registered callable imports its module (rasterio,
+geopandas, segmentation-models-pytorch) on its first call.
+"""
 
 from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from seamline.hookspecs import hookimpl
+from seamline.plugins import Architecture, Output, Reader, Writer
+
+from . import formats, recipes
+
+SMP_ARCHITECTURES = (
+    "Unet",
+    "UnetPlusPlus",
+    "MAnet",
+    "Linknet",
+    "FPN",
+    "PSPNet",
+    "PAN",
+    "DeepLabV3",
+    "DeepLabV3Plus",
+    "UPerNet",
+    "Segformer",
+)
+
+
+def _deferred(module: str, name: str, *bound: Any) -> Callable[..., Any]:
+    """A function that imports ``seamline_geo.<module>`` when first called and calls *name* there."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(f"seamline_geo.{module}"), name)(*bound, *args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+@hookimpl
+def seamline_readers(register: Any) -> None:
+    register(
+        Reader(
+            name="raster",
+            can_open=formats.is_raster,
+            open=_deferred("reader", "open_raster"),
+            suffixes=formats.RASTER_SUFFIXES,
+            description="GeoTIFF, COG, VRT, JPEG2000 and other GDAL rasters (rasterio), lazily by blocks",
+        )
+    )
+    register(
+        Reader(
+            name="vector-labels",
+            can_open=formats.is_vector,
+            open=_deferred("vectors", "open_vector_labels"),
+            suffixes=formats.VECTOR_SUFFIXES,
+            description="polygons (any OGR format, GeoParquet) rasterized onto like=<Image>'s grid",
+        )
+    )
+
+
+@hookimpl
+def seamline_writers(register: Any) -> None:
+    register(
+        Writer(
+            name="geotiff",
+            can_save=formats.is_geotiff,
+            save=_deferred("writer", "save_geotiff"),
+            suffixes=formats.GEOTIFF_SUFFIXES,
+            description="Cloud-Optimized GeoTIFF (cog=False: tiled GeoTIFF), streamed window by window",
+        )
+    )
+
+
+@hookimpl
+def seamline_models(register: Any) -> None:
+    for name in SMP_ARCHITECTURES:
+        register(
+            Architecture(
+                name=f"smp.{name}",
+                build=_deferred("models", "build", name),
+                spatial_dims=2,
+                description=f"segmentation-models-pytorch {name}, any encoder, any number of bands",
+            )
+        )
+
+
+@hookimpl
+def seamline_outputs(register: Any) -> None:
+    register(
+        Output(
+            name="polygons",
+            option="--polygons",
+            write=_deferred("polygons", "polygons_output"),
+            help="Also write the predicted labels as polygons (.gpkg, .parquet, .fgb, .geojson).",
+        )
+    )
+
+
+@hookimpl
+def seamline_recipes(register: Any) -> None:
+    for recipe in recipes.RECIPES:
+        register(recipe)
+
+
+@hookimpl
+def seamline_commands(cli: Any) -> None:
+    from .commands import vectorize_command
+    from .demo import command as demo_command
+
+    cli.add_command(vectorize_command)
+    cli.add_command(demo_command)
+
+
+@hookimpl
+def seamline_vector_backend() -> Any:
+    from .polygons import backend
+
+    return backend

@@ -1,0 +1,174 @@
+"""Reading rasters lazily: one dask task per window, each with its own dataset handle.
+
+Anything GDAL reads (GeoTIFF, COG, VRT, JPEG2000, ERDAS .img, ...) opens as an
+:class:`~seamline.Image` whose dask chunks follow the file's internal blocks: whole
+multiples of a tile for tiled files, full-width bands of several strips for striped ones.
+A task opens the file, reads its window and closes it again, so the graph is safe on
+threads and on dask.distributed alike and holds no open handle.
+
+The Image keeps what the file says about its pixels: ``nodata`` (NaN once scale and
+offset were applied, which also turns the data into float32), a validity ``mask`` when
+the file has an internal or external mask band, ``band_names`` (band descriptions,
+else ``"B<index>"``), and ``class_names``/``colors`` for label rasters seamline wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import rasterio
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+from rasterio.enums import MaskFlags
+from rasterio.windows import Window
+
+from seamline.errors import InputError
+from seamline.image import Image
+
+from .grid import affine_from_transform, to_pyproj
+
+__all__ = ["open_raster"]
+
+CLASS_NAMES_TAG = "SEAMLINE_CLASS_NAMES"
+TARGET_CHUNK_PIXELS = 2**20
+
+
+def _default_chunks(block: tuple[int, int], shape: tuple[int, int]) -> tuple[int, int]:
+    """Whole blocks adding up to about a million pixels (a striped file gets full-width strips)."""
+    (bh, bw), (height, width) = block, shape
+    if bw >= width:
+        rows = max(1, TARGET_CHUNK_PIXELS // (width * bh)) * bh
+        return min(rows, height), width
+    side = max(1, round(math.sqrt(TARGET_CHUNK_PIXELS / (bh * bw))))
+    return min(side * bh, height), min(side * bw, width)
+
+
+def _spatial_chunks(chunks: Any, block: tuple[int, int], shape: tuple[int, int]) -> tuple[int, int]:
+    if chunks is None or chunks == "auto":
+        return _default_chunks(block, shape)
+    if isinstance(chunks, int):
+        return min(chunks, shape[0]), min(chunks, shape[1])
+    chunks = tuple(chunks)[-2:]
+    return min(int(chunks[0]), shape[0]), min(int(chunks[1]), shape[1])
+
+
+def _band_indexes(dataset: Any, bands: Sequence[int | str] | None, path: str) -> list[int]:
+    names = _band_names(dataset, range(1, dataset.count + 1))
+    if bands is None:
+        return list(range(1, dataset.count + 1))
+    indexes = []
+    for band in bands:
+        if isinstance(band, str) and not band.isdigit():
+            if band not in names:
+                raise InputError(f"has no band named {band!r}; its bands are {names}", path)
+            indexes.append(names.index(band) + 1)
+        elif not 1 <= int(band) <= dataset.count:
+            raise InputError(f"has no band {band} (bands are numbered 1..{dataset.count})", path)
+        else:
+            indexes.append(int(band))
+    return indexes
+
+
+def _band_names(dataset: Any, indexes: Sequence[int]) -> list[str]:
+    return [dataset.descriptions[i - 1] or f"B{i}" for i in indexes]
+
+
+def _read_window(
+    path: str, indexes: list[int], scales: tuple[np.ndarray, np.ndarray] | None, window: tuple[int, int, int, int]
+) -> np.ndarray:
+    row, col, height, width = window
+    with rasterio.open(path) as dataset:
+        data = dataset.read(indexes, window=Window(col, row, width, height))
+        if scales is None:
+            return data
+        valid = dataset.read_masks(indexes, window=Window(col, row, width, height)) > 0
+    out = data.astype(np.float32) * scales[0][:, None, None] + scales[1][:, None, None]
+    out[~valid] = np.nan
+    return out
+
+
+def _read_mask(path: str, window: tuple[int, int, int, int]) -> np.ndarray:
+    row, col, height, width = window
+    with rasterio.open(path) as dataset:
+        return dataset.dataset_mask(window=Window(col, row, width, height))[None] > 0
+
+
+def _lazy(path: str, reader: Any, args: tuple, shape: tuple[int, ...], chunks: tuple, dtype: Any) -> da.Array:
+    """A dask array whose every chunk is ``reader(path, *args, window)``."""
+    name = f"read-{os.path.basename(path)}-{tokenize(path, os.path.getmtime(path), reader.__name__, args, chunks)}"
+    row_starts = np.cumsum((0, *chunks[0][:-1]))
+    col_starts = np.cumsum((0, *chunks[1][:-1]))
+    graph = {
+        (name, 0, i, j): (reader, path, *args, (int(r), int(c), int(h), int(w)))
+        for i, (r, h) in enumerate(zip(row_starts, chunks[0], strict=True))
+        for j, (c, w) in enumerate(zip(col_starts, chunks[1], strict=True))
+    }
+    hlg = HighLevelGraph.from_collections(name, graph, dependencies=())
+    return da.Array(hlg, name, ((shape[0],), *chunks), dtype=dtype)
+
+
+def open_raster(path: str | os.PathLike, chunks: Any = None, *, bands: Sequence[int | str] | None = None) -> Image:
+    """Open a raster lazily as an :class:`~seamline.Image`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any raster GDAL reads.
+    chunks : int or (int, int), optional
+        Spatial chunk size in pixels; by default whole internal blocks adding up to about
+        a million pixels.
+    bands : sequence of int or str, optional
+        Bands to read, by 1-based index or by name (band description); all by default.
+
+    Returns
+    -------
+    Image
+        Shaped ``(bands, rows, cols)``, with the file's affine and CRS (a ``pyproj.CRS``,
+        or None), and ``meta`` holding ``nodata``, ``band_names``, ``anchor="corner"``,
+        and where present ``mask``, ``class_names`` and ``colors``.
+
+    Raises
+    ------
+    InputError
+        If GDAL cannot open the file or a band does not exist.
+    """
+    path = os.fspath(path)
+    try:
+        dataset = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"not a readable raster ({exc})", path) from exc
+    with dataset:
+        indexes = _band_indexes(dataset, bands, path)
+        shape = (len(indexes), dataset.height, dataset.width)
+        spatial = _spatial_chunks(chunks, dataset.block_shapes[indexes[0] - 1], shape[1:])
+        dims = tuple(da.core.normalize_chunks(spatial, shape[1:]))
+        scales = np.array([dataset.scales[i - 1] for i in indexes]), np.array([dataset.offsets[i - 1] for i in indexes])
+        rescale = bool(np.any(scales[0] != 1) or np.any(scales[1] != 0))
+        dtype = np.dtype(np.float32) if rescale else np.dtype(dataset.dtypes[indexes[0] - 1])
+        data = _lazy(path, _read_window, (indexes, scales if rescale else None), shape, dims, dtype)
+        nodata = dataset.nodatavals[indexes[0] - 1]
+        meta: dict[str, Any] = {
+            "nodata": float("nan") if rescale and nodata is not None else nodata,
+            "band_names": _band_names(dataset, indexes),
+            "anchor": "corner",
+        }
+        flags = dataset.mask_flag_enums[indexes[0] - 1]
+        if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
+            meta["mask"] = _lazy(path, _read_mask, (), (1, *shape[1:]), dims, np.dtype(bool))
+        tags = dataset.tags()
+        if CLASS_NAMES_TAG in tags:
+            meta["class_names"] = {int(k): v for k, v in json.loads(tags[CLASS_NAMES_TAG]).items()}
+        try:
+            colormap = dataset.colormap(indexes[0])
+        except ValueError:
+            colormap = None
+        if colormap:
+            keep = meta.get("class_names", colormap)
+            meta["colors"] = {int(k): tuple(colormap[k][:3]) for k in keep if k in colormap}
+        return Image(data, affine_from_transform(dataset.transform), to_pyproj(dataset.crs), meta)

@@ -1,0 +1,159 @@
+"""Writing rasters as tiled GeoTIFF or Cloud-Optimized GeoTIFF, window by window.
+
+The lazy image is computed one row of tile-aligned chunks at a time and each chunk is
+written to its window, so memory is bounded by a row of chunks, never by the raster. By
+default a ``.tif`` is written as a COG: the tiles go to a temporary tiled GeoTIFF beside
+the target, and GDAL's COG driver then copies it (block by block) into the final layout
+with overviews. ``cog=False`` skips that second pass and leaves a plain tiled GeoTIFF.
+
+Label rasters (integer data with ``class_names`` or ``colors`` in ``meta``) get a colour
+table and their class names in the ``SEAMLINE_CLASS_NAMES`` tag (JSON), which the reader
+turns back into ``meta``. Overviews use nearest-neighbour resampling for integer data
+(labels keep their values) and averaging for floating-point data (scores).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.windows import Window
+
+from seamline.atomic import atomic_output
+from seamline.errors import InputError
+from seamline.image import Image
+
+from .grid import to_rasterio_crs, transform_from_affine
+from .reader import CLASS_NAMES_TAG
+
+__all__ = ["save_geotiff"]
+
+
+def _aligned(data: Any, blocksize: int) -> Any:
+    """Rechunk so every chunk boundary falls on a tile boundary (kept if it already does)."""
+    spatial = []
+    for sizes in data.chunks[1:]:
+        inner = sizes[:-1]
+        if all(size % blocksize == 0 for size in inner):
+            spatial.append(sizes)
+        else:
+            spatial.append(max(1, round(max(sizes) / blocksize)) * blocksize)
+    return data.rechunk((data.shape[0], *spatial))
+
+
+def _windows(data: Any) -> Iterator[tuple[list[Window], list[Any]]]:
+    """Each row of chunks: their windows and their (lazy) blocks."""
+    rows, cols = data.chunks[1:]
+    row_starts, col_starts = np.cumsum((0, *rows[:-1])), np.cumsum((0, *cols[:-1]))
+    for i, (r, h) in enumerate(zip(row_starts, rows, strict=True)):
+        windows = [Window(int(c), int(r), w, h) for c, w in zip(col_starts, cols, strict=True)]
+        yield windows, [data.blocks[0, i, j] for j in range(len(cols))]
+
+
+def _profile(image: Image, dtype: np.dtype, compress: str, blocksize: int, nodata: Any) -> dict[str, Any]:
+    return {
+        "driver": "GTiff",
+        "width": image.spatial_shape[1],
+        "height": image.spatial_shape[0],
+        "count": image.channels,
+        "dtype": dtype.name,
+        "crs": to_rasterio_crs(image.crs),
+        "transform": transform_from_affine(image.affine),
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": blocksize,
+        "blockysize": blocksize,
+        "compress": compress,
+        "interleave": "band",
+        "BIGTIFF": "IF_SAFER",
+    }
+
+
+def _write_tiles(image: Image, path: Path, profile: dict[str, Any], blocksize: int) -> None:
+    data = _aligned(image.data.astype(profile["dtype"]), blocksize)
+    meta = image.meta
+    with rasterio.open(path, "w", **profile) as dataset:
+        for band, name in enumerate(meta.get("band_names") or (), start=1):
+            dataset.set_band_description(band, str(name))
+        if np.issubdtype(profile["dtype"], np.integer) and meta.get("class_names"):
+            names = {int(k): str(v) for k, v in meta["class_names"].items()}
+            dataset.update_tags(**{CLASS_NAMES_TAG: json.dumps(names)})
+        if profile["dtype"] in ("uint8", "uint16") and meta.get("colors"):
+            dataset.write_colormap(1, {int(k): (*map(int, rgb[:3]), 255) for k, rgb in meta["colors"].items()})
+        for windows, blocks in _windows(data):
+            for window, block in zip(windows, dask.compute(*blocks), strict=True):
+                dataset.write(block, window=window)
+
+
+def save_geotiff(
+    image: Image,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    cog: bool = True,
+    compress: str = "deflate",
+    nodata: float | None = None,
+    blocksize: int = 512,
+) -> None:
+    """Write *image* to a (Cloud-Optimized) GeoTIFF, streaming and atomically.
+
+    Parameters
+    ----------
+    image : Image
+        A 2D image shaped ``(bands, rows, cols)``; it is computed one row of chunks at a time.
+    path : str or os.PathLike
+        The ``.tif``/``.tiff`` to write.
+    overwrite : bool
+        Replace an existing file.
+    cog : bool
+        Write a Cloud-Optimized GeoTIFF with overviews (default); False writes a tiled GeoTIFF.
+    compress : str
+        GDAL compression: ``"deflate"`` (default), ``"zstd"``, ``"lzw"``, ``"none"``.
+    nodata : float, optional
+        The nodata value; ``image.meta["nodata"]`` by default.
+    blocksize : int
+        Tile size in pixels (a multiple of 16).
+
+    Raises
+    ------
+    InputError
+        If the image is not 2D, or the blocksize is not a multiple of 16.
+    OutputExistsError
+        If *path* exists and *overwrite* is false.
+    """
+    if image.ndim != 2:
+        raise InputError(f"GeoTIFF holds 2D images, got spatial shape {image.spatial_shape}", path)
+    if blocksize % 16:
+        raise InputError(f"blocksize must be a multiple of 16, got {blocksize}", path)
+    dtype = np.dtype(np.uint8) if image.dtype == bool else np.dtype(image.dtype)
+    nodata = image.meta.get("nodata") if nodata is None else nodata
+    profile = _profile(image, dtype, compress, blocksize, nodata)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        if not cog:
+            _write_tiles(image, tmp, profile, blocksize)
+            return
+        tiles = tmp.with_name(tmp.name + ".tiles.tif")
+        try:
+            _write_tiles(image, tiles, profile, blocksize)
+            resampling = "NEAREST" if np.issubdtype(dtype, np.integer) else "AVERAGE"
+            rasterio.shutil.copy(
+                tiles,
+                tmp,
+                driver="COG",
+                COMPRESS=compress.upper(),
+                BLOCKSIZE=blocksize,
+                RESAMPLING=resampling,
+                OVERVIEWS="AUTO",
+                BIGTIFF="IF_SAFER",
+            )
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tiles.unlink()
