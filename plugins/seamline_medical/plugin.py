@@ -1,3 +1,98 @@
-"""The medical plugin's hook implementations."""
+"""The medical plugin's hook implementations: NIfTI, geometry, statistics, models, recipes.
+
+Each hook only registers records; the work lives in the modules named by idea
+(:mod:`.nifti`, :mod:`.geometry`, :mod:`.stats`, :mod:`.meshes`, :mod:`.models`,
+:mod:`.transunet`, :mod:`.slices`, :mod:`.normalization`, :mod:`.commands`). Nothing here
+imports torch or MONAI: model builders import them when called.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+from seamline.hookspecs import hookimpl
+from seamline.plugins import Architecture, Output, Reader, Writer
+
+from . import geometry, meshes, models, nifti, normalization, stats
+
+
+@hookimpl
+def seamline_readers(register: Any) -> None:
+    register(
+        Reader(
+            name="nifti",
+            can_open=nifti.can_open,
+            open=nifti.open_nifti,
+            suffixes=nifti.SUFFIXES,
+            description="NIfTI-1/NIfTI-2 volumes through nibabel, lazily (memory-mapped .nii)",
+        )
+    )
+
+
+@hookimpl
+def seamline_writers(register: Any) -> None:
+    register(
+        Writer(
+            name="nifti",
+            can_save=nifti.can_save,
+            save=nifti.save_nifti,
+            suffixes=nifti.SUFFIXES,
+            description="NIfTI volumes, streamed, source header kept; labels with a label table",
+        )
+    )
+
+
+@hookimpl
+def seamline_models(register: Any) -> None:
+    for name, build, description in (
+        ("monai.UNet", models.build_unet, "MONAI residual UNet, 2D or 3D (spatial_dims; slice_axis)"),
+        ("monai.SwinUNETR", models.build_swin_unetr, "MONAI Swin UNETR, 2D or 3D (spatial_dims)"),
+        ("monai.UNETR", models.build_unetr, "MONAI UNETR, 2D or 3D (spatial_dims, img_size)"),
+        ("monai.SegResNet", models.build_segresnet, "MONAI SegResNet, 2D or 3D (spatial_dims)"),
+    ):
+        register(Architecture(name=name, build=build, description=description))
+    register(
+        Architecture(
+            name="medical.TransUNet",
+            build=models.build_transunet,
+            description="TransUNet (R50+ViT-B/16 hybrid, cascaded upsampler), 2D; slice_axis for volumes",
+        )
+    )
+
+
+@hookimpl
+def seamline_outputs(register: Any) -> None:
+    register(
+        Output(
+            name="stats",
+            option="--stats",
+            write=stats.write_stats_output,
+            help="Write per-label statistics (voxels, volume in mL, centroid, bbox) to STATS.csv or .json.",
+        )
+    )
+    register(
+        Output(
+            name="meshes",
+            option="--meshes",
+            write=meshes.write_meshes_output,
+            help="Write one surface mesh per label (binary STL, world mm) into this directory.",
+        )
+    )
+
+
+@hookimpl
+def seamline_recipes(register: Any) -> None:
+    for recipe in normalization.RECIPES:
+        register(recipe)
+
+
+@hookimpl
+def seamline_commands(cli: Any) -> None:
+    from .commands import stats_command
+
+    cli.add_command(stats_command)
+
+
+@hookimpl
+def seamline_prepare_input(image: Any, card: Any) -> Any:
+    return geometry.prepare_input(image, card)
