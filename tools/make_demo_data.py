@@ -25,9 +25,10 @@ WINDOW = Window(col_off=416, row_off=150, width=384, height=384)
 
 def main() -> None:
     TARGET.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(SOURCE / "LE71400412000304SGS00_RGB.tif") as rgb, rasterio.open(
-        SOURCE / "LE71400412000304SGS00_B4.tif"
-    ) as nir:
+    with (
+        rasterio.open(SOURCE / "LE71400412000304SGS00_RGB.tif") as rgb,
+        rasterio.open(SOURCE / "LE71400412000304SGS00_B4.tif") as nir,
+    ):
         bands = np.concatenate([rgb.read(window=WINDOW), nir.read(window=WINDOW)])
         profile = {
             "driver": "GTiff",

@@ -14,6 +14,8 @@ from .errors import InputError, ModelError, OutputExistsError, PluginError, Seam
 from .hookspecs import hookimpl
 from .image import Image
 from .io import open, save
+from .show import show  # eager, like vectorize: a submodule of the same name would shadow a lazy function
+from .vectorize import vectorize
 
 __all__ = [
     "Image",
@@ -38,13 +40,11 @@ __all__ = [
 
 _LAZY = {
     "predict": "seamline.inference",
-    "vectorize": "seamline.vectorize",
     "label": "seamline.labels",
     "train": "seamline.training",
     "evaluate": "seamline.metrics",
     "load_model": "seamline.bundle",
     "save_model": "seamline.bundle",
-    "show": "seamline.show",
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from .hookspecs import hookimpl
 from .plugins import Architecture, Output
 
-COMMAND_MODULES: tuple[str, ...] = ("seamline.predict_command", "seamline.train_command")
+COMMAND_MODULES: tuple[str, ...] = ("seamline.predict_command", "seamline.train_command", "seamline.evaluate_command")
 
 
 def _build_unet(in_channels: int, classes: int, **kwargs: Any) -> Any:
@@ -42,3 +42,17 @@ def seamline_outputs(register: Any) -> None:
 def seamline_commands(cli: Any) -> None:
     for module in COMMAND_MODULES:
         cli.add_command(importlib.import_module(module).command)
+
+
+@hookimpl
+def seamline_readers(register: Any) -> None:
+    from .zarr_store import READER
+
+    register(READER)
+
+
+@hookimpl
+def seamline_writers(register: Any) -> None:
+    from .zarr_store import WRITER
+
+    register(WRITER)

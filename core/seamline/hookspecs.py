@@ -142,3 +142,25 @@ def seamline_prepare_input(image: Any, card: Any) -> Any:
         grid back onto the input's own grid (``restore(output, kind)`` where kind is
         ``"labels"`` or ``"scores"``).
     """
+
+
+@hookspec(firstresult=True)
+def seamline_vector_backend() -> Any:
+    """Provide the polygon backend that :func:`seamline.vectorize` runs on.
+
+    The core finds connected components across chunks and merges polygon pieces in
+    integer pixel coordinates (with shapely); it needs a plugin to trace one chunk into
+    polygons and to build the final table (the geo plugin does both with rasterio and
+    geopandas). The first plugin that returns a backend wins.
+
+    Returns
+    -------
+    seamline.vectorize.VectorBackend or None
+        ``polygonize(array, connectivity, origin) -> (geometries, values)`` traces the
+        4- or 8-connected regions of equal non-zero value of a 2D integer array, a chunk
+        whose first pixel is at ``origin = (row, col)``, into shapely polygons whose
+        vertices are ``(col, row)`` pixel corners of the image (it runs inside dask tasks,
+        so it must pickle);
+        ``to_frame(columns, geometry, crs)`` turns a dict of columns and a geometry array in
+        world coordinates into a table (a GeoDataFrame).
+    """

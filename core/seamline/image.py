@@ -20,7 +20,8 @@ parts:
     space, RAS millimetres). The core only carries it.
 ``meta``
     everything else a plugin wants back when it writes: ``nodata``, ``band_names``,
-    ``class_names``, ``colors``, the source header, ...
+    ``class_names``, ``colors``, the source header, ... A validity ``mask`` (boolean,
+    shaped ``(1, *spatial)``, true where there is data) follows the image when it is sliced.
 
 Everything the core does keeps ``affine`` and ``crs`` exact: slicing a window composes
 the affine with an integer translation (and scale, for strides) and nothing else.
@@ -231,6 +232,8 @@ class Image:
         meta = dict(self.meta)
         if "band_names" in meta and meta["band_names"] is not None:
             meta["band_names"] = list(np.asarray(list(meta["band_names"]), dtype=object)[channel])
+        if meta.get("mask") is not None:
+            meta["mask"] = meta["mask"][(slice(None), *norm)]
         return Image(
             self.data[(channel, *norm)],
             window_affine(self.affine, starts, steps),

@@ -29,7 +29,7 @@ def test_directories_and_overwrite(tmp_path):
     target = tmp_path / "scores.zarr"
     target.mkdir()
     (target / "old").write_text("old")
-    with pytest.raises(OutputExistsError, match="scores.zarr: exists already"), atomic_output(target):
+    with pytest.raises(OutputExistsError, match=r"scores\.zarr: exists already"), atomic_output(target):
         pass
     with atomic_output(target, overwrite=True) as tmp:
         tmp.mkdir()

@@ -47,14 +47,20 @@ def test_window_keeps_the_affine_exact():
     assert image[..., 3:4].shape == (2, 100, 1)
 
 
+def test_window_slices_the_validity_mask_with_the_data():
+    valid = np.random.default_rng(0).random((1, 30, 40)) > 0.5
+    image = Image.from_array(np.zeros((3, 30, 40)), meta={"mask": valid, "band_names": ["r", "g", "b"]})
+    window = image[1:, 5:25:2, 7:]
+    np.testing.assert_array_equal(window.meta["mask"], valid[:, 5:25:2, 7:])
+    assert window.meta["band_names"] == ["g", "b"]
+
+
 @given(
     shape=st.tuples(st.integers(2, 12), st.integers(2, 12), st.integers(2, 12)),
     data=st.data(),
 )
 def test_window_affine_maps_window_voxels_onto_the_same_world_points(shape, data):
-    affine = np.array(
-        [[0.0, 0.0, -3.0, 90.0], [0.0, 2.5, 0.1, -120.0], [1.5, 0.0, 0.0, -40.0], [0.0, 0.0, 0.0, 1.0]]
-    )
+    affine = np.array([[0.0, 0.0, -3.0, 90.0], [0.0, 2.5, 0.1, -120.0], [1.5, 0.0, 0.0, -40.0], [0.0, 0.0, 0.0, 1.0]])
     image = Image.from_array(np.zeros((1, *shape)), affine)
     slices = []
     for size in shape:
@@ -65,7 +71,10 @@ def test_window_affine_maps_window_voxels_onto_the_same_world_points(shape, data
     window = image.window(*slices)
     index = np.array([s.start + s.step * 1 for s in slices] + [1])
     np.testing.assert_allclose(window.affine @ [1, 1, 1, 1], affine @ index)
-    np.testing.assert_allclose(window_affine(affine, [s.start for s in slices]) @ [0, 0, 0, 1], affine @ index * 0 + affine @ np.array([s.start for s in slices] + [1]))
+    np.testing.assert_allclose(
+        window_affine(affine, [s.start for s in slices]) @ [0, 0, 0, 1],
+        affine @ index * 0 + affine @ np.array([s.start for s in slices] + [1]),
+    )
 
 
 @pytest.mark.parametrize(

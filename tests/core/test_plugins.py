@@ -146,7 +146,7 @@ def test_unknown_format_lists_what_is_supported(tmp_path, fresh_plugins):
         seamline.open(path)
     with pytest.raises(InputError, match=r"out\.xyz: no writer for this format; supported:"):
         seamline.save(seamline.Image.from_array(np.zeros((1, 2, 2))), tmp_path / "out.xyz")
-    with pytest.raises(InputError, match="missing.tif: no such file"):
+    with pytest.raises(InputError, match=r"missing\.tif: no such file"):
         seamline.open(tmp_path / "missing.tif")
 
 

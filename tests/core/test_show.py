@@ -41,3 +41,11 @@ def test_volume_slice_and_errors(tmp_path):
 
     write_preview(Image.from_array(np.ones((1, 4, 5, 6), "uint8")), tmp_path / "p.png", image=volume)
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_public_names_stay_functions_after_their_modules_are_imported() -> None:
+    import seamline
+    import seamline.show  # noqa: F401
+    import seamline.vectorize  # noqa: F401
+
+    assert callable(seamline.show) and callable(seamline.vectorize)
