@@ -2,7 +2,7 @@
 
 The group itself offers ``--version``, ``--debug`` and ``plugins``; every other command
 comes from a plugin's ``seamline_commands`` hook (the core's own ``predict``,
-``train``, ``evaluate`` and ``demo`` included, from :mod:`seamline.builtins`).
+``train`` and ``evaluate`` included, from :mod:`seamline.builtins`).
 
 Errors: a :class:`~seamline.errors.SeamlineError` prints one line,
 ``error: <file>: <problem>``, and exits 2 for bad input and 1 otherwise; ``--debug``
@@ -11,6 +11,7 @@ shows the traceback instead.
 
 from __future__ import annotations
 
+import copy
 import json
 from importlib.metadata import PackageNotFoundError, version
 
@@ -85,9 +86,15 @@ def plugins_command(show_all: bool, as_json: bool) -> None:
 
 
 def get_cli() -> click.Group:
-    """Return the ``seamline`` group with every plugin's commands added."""
-    get_plugin_manager().hook.seamline_commands(cli=cli)
-    return cli
+    """Return a ``seamline`` group holding the commands of the plugins loaded now.
+
+    Each call builds a new group, so commands of a plugin registered for a while (a test,
+    a notebook) do not outlive it.
+    """
+    group = copy.copy(cli)
+    group.commands = dict(cli.commands)
+    get_plugin_manager().hook.seamline_commands(cli=group)
+    return group
 
 
 def main(argv: list[str] | None = None) -> None:

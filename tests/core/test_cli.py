@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -54,3 +57,8 @@ def test_errors_are_one_line_without_traceback(cli, kind, code, line):
 def test_debug_shows_the_exception(cli):
     result = CliRunner().invoke(cli, ["--debug", "fail", "input"])
     assert isinstance(result.exception, InputError)
+
+
+def test_cli_reference_is_current():
+    reference = runpy.run_path(str(Path(__file__).resolve().parents[2] / "tools" / "cli_reference.py"))
+    assert reference["DOC"].read_text() == reference["render"](), "run: python tools/cli_reference.py"
