@@ -194,6 +194,28 @@ class Image:
         n = self.ndim
         return tuple(float(v) for v in np.linalg.norm(self.affine[:n, :n], axis=0))
 
+    def valid_mask(self) -> da.Array | None:
+        """Where the image has data: a lazy boolean array shaped like the spatial axes.
+
+        A pixel is nodata where every band equals ``meta["nodata"]`` (NaN matches NaN),
+        as in rasterio's ``dataset_mask``: one band alone at that value is still data. It
+        is also nodata where ``meta["mask"]`` is False.
+
+        Returns
+        -------
+        dask.array.Array or None
+            True where the pixel is valid; None when the image marks no nodata.
+        """
+        nodata, mask = self.meta.get("nodata"), self.meta.get("mask")
+        valid = None
+        if nodata is not None:
+            missing = da.isnan(self.data) if np.isnan(nodata) else self.data == nodata
+            valid = ~missing.all(axis=0)
+        if mask is not None:
+            mask = da.asarray(mask).astype(bool).reshape(self.spatial_shape)
+            valid = mask if valid is None else valid & mask
+        return valid
+
     def replace(self, **changes: Any) -> Image:
         """Return a copy with some of ``data``, ``affine``, ``crs`` and ``meta`` replaced."""
         return dataclasses.replace(self, **changes)

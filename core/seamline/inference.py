@@ -132,19 +132,6 @@ def _finish(scores: np.ndarray, valid: np.ndarray | None, kind: str, nodata: flo
     return scores
 
 
-def _valid(image: Image) -> da.Array | None:
-    """Where the input has data (spatial, boolean), or None when it marks no nodata."""
-    nodata, mask = image.meta.get("nodata"), image.meta.get("mask")
-    valid = None
-    if nodata is not None:
-        missing = da.isnan(image.data) if np.isnan(nodata) else image.data == nodata
-        valid = ~missing.all(axis=0)
-    if mask is not None:
-        mask = da.asarray(mask).astype(bool).reshape(image.shape[1:])
-        valid = mask if valid is None else valid & mask
-    return valid
-
-
 def _model_input(image: Image, grid: TileGrid, valid: da.Array | None) -> da.Array:
     """The float32 input the tiles read: nodata set to 0, padded where shorter than a tile."""
     data = image.data.astype(np.float32)
@@ -321,7 +308,7 @@ def predict(
     grid = tile_grid(image.spatial_shape, tile_size, 0.25 if overlap is None else overlap)
     weight_window(grid.tile_size, blend)
     model.eval()
-    valid = _valid(image)
+    valid = image.valid_mask()
     x = _model_input(image, grid, valid)
     channels = _channels(model, image.channels, grid, device, amp)
     run = _Run(grid.tile_size, blend, batch_size, device, amp, uuid.uuid4().hex[:12], len(grid), progress)

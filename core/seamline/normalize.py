@@ -18,11 +18,11 @@ dask expression. A spec is a dict with a ``kind``:
     Clip each band to its own percentiles, computed over the image through a dask
     histogram (never the whole image in memory), then scale to ``[0, 1]``: MR scaling.
 
-Nodata pixels (``meta["nodata"]`` in any band, or ``meta["mask"]``) stay nodata: statistics
-ignore them, and
-they keep the nodata value in every band of the result (NaN when only a mask marked
-them; the mask itself is folded into the values and dropped), while a valid pixel that
-would land exactly on the nodata value is nudged off it by one float step.
+Nodata pixels (:meth:`Image.valid_mask`: ``meta["nodata"]`` in every band, or
+``meta["mask"]``) stay nodata: statistics ignore them, and they keep the nodata value in
+every band of the result (NaN when only a mask marked them; the mask itself is folded into
+the values and dropped), while a valid pixel that would land exactly on the nodata value
+is nudged off it by one float step.
 """
 
 from __future__ import annotations
@@ -36,37 +36,10 @@ import numpy as np
 from .errors import InputError
 from .image import Image
 
-__all__ = ["normalize", "fit_normalization", "percentile_bounds", "valid_mask", "KINDS"]
+__all__ = ["normalize", "fit_normalization", "percentile_bounds", "KINDS"]
 
 KINDS = ("none", "scale", "zscore", "window", "percentile")
 _HISTOGRAM_BINS = 4096
-
-
-def valid_mask(image: Image) -> da.Array | None:
-    """Return a lazy boolean mask of valid pixels, shaped like one band, or None.
-
-    A pixel is nodata when any band equals ``meta["nodata"]`` (NaN matches NaN) or when
-    ``meta["mask"]`` (a ``(1, *spatial)`` validity mask, as raster readers give) is False.
-
-    Parameters
-    ----------
-    image : Image
-        The image.
-
-    Returns
-    -------
-    dask.array.Array or None
-        True where the pixel is valid; None when the image marks no nodata.
-    """
-    nodata, mask = image.meta.get("nodata"), image.meta.get("mask")
-    valid = None
-    if nodata is not None:
-        invalid = da.isnan(image.data) if np.isnan(nodata) else image.data == nodata
-        valid = ~invalid.any(axis=0)
-    if mask is not None:
-        mask = da.asarray(mask).astype(bool).reshape(image.spatial_shape)
-        valid = mask if valid is None else valid & mask
-    return valid
 
 
 def _per_band(value: Any, bands: int, name: str) -> np.ndarray:
@@ -119,7 +92,7 @@ def percentile_bounds(image: Image, low: float, high: float) -> np.ndarray:
     numpy.ndarray
         Shape ``(bands, 2)``.
     """
-    data, mask = image.data, valid_mask(image)
+    data, mask = image.data, image.valid_mask()
     bands = data.shape[0]
     stacked = data if mask is None else da.where(mask[None], data, np.nan)
     axes = tuple(range(1, data.ndim))
@@ -167,7 +140,7 @@ def fit_normalization(image: Image, spec: Mapping[str, Any]) -> dict[str, Any]:
     """
     spec = _checked(spec)
     if spec["kind"] == "zscore" and ("mean" not in spec or "std" not in spec):
-        mean, std = _band_moments(image.data, valid_mask(image))
+        mean, std = _band_moments(image.data, image.valid_mask())
         spec = {**spec, "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
     return spec
 
@@ -208,7 +181,7 @@ def normalize(image: Image, spec: Mapping[str, Any] | None) -> Image:
     spec = fit_normalization(image, spec)
     kind, bands, ndim = spec["kind"], image.channels, image.ndim
     data = image.data.astype(np.float32)
-    mask = valid_mask(image)
+    mask = image.valid_mask()
     if kind == "scale":
         factor = _per_band(spec.get("factor", 1.0), bands, "factor")
         offset = _per_band(spec.get("offset", 0.0), bands, "offset")

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from seamline import Image, InputError
-from seamline.normalize import valid_mask
 from seamline.training.augment import augment
 from seamline.training.sampling import BlockCache, PatchSampler, TrainingPair, read_labels, split_region
 from seamline.training.trainer import learning_rate
@@ -63,7 +62,7 @@ def test_nodata_is_ignored_and_mostly_nodata_patches_are_redrawn():
     data[:, :, :20] = -1
     image = Image.from_array(data, meta={"nodata": -1})
     labels = Image.from_array(np.ones((1, 32, 32), np.uint8))
-    pair = TrainingPair(image, labels, valid_mask(image))
+    pair = TrainingPair(image, labels, image.valid_mask())
     sampler = PatchSampler([pair], 12, classes=2, min_valid=0.5, foreground_fraction=0.0, ignore_index=9)
     images, labels = sampler.batch(np.random.default_rng(1), 12)
     assert ((labels == 9) == (images[:, 0] == 0)).all()

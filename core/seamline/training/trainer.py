@@ -41,7 +41,7 @@ from ..bundle import Bundle, ModelCard, build_module, load_model, save_model
 from ..devices import autocast, resolve_device
 from ..errors import InputError
 from ..image import Image
-from ..normalize import fit_normalization, normalize, valid_mask
+from ..normalize import fit_normalization, normalize
 from ..plugins import registry
 from .augment import augment
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -135,7 +135,7 @@ def _open_pair(image_path: str, labels_path: str, cfg: TrainConfig) -> tuple[Ima
     labels = _open_labels(labels_path, image, cfg)
     label_map = {int(k): int(v) for k, v in (cfg.data.label_map or {}).items()}
     labels = read_labels(labels, label_map=label_map, ignore_index=cfg.data.ignore_index)
-    mask = valid_mask(image)
+    mask = image.valid_mask()
     if mask is not None:
         labels = labels.replace(data=da.where(mask[None], labels.data, cfg.data.ignore_index))
     return image, labels
@@ -302,7 +302,7 @@ def train(
     normalization = fit_normalization(image.window(*train_region), cfg.normalization)
     card = _card(cfg, image, normalization)
     model_input = normalize(image, normalization)
-    pair = TrainingPair(model_input, labels, valid_mask(image), train_region, exclude)
+    pair = TrainingPair(model_input, labels, image.valid_mask(), train_region, exclude)
     sampler = PatchSampler(
         [pair],
         cfg.patches.size,
