@@ -42,6 +42,7 @@ from .blending import accumulate, blend_region, weight_window
 from .devices import run_batch, worker_threads
 from .errors import InputError, ModelError
 from .image import Image
+from .scores import label_dtype, most_likely, probabilities
 from .tiling import TileGrid, tile_grid
 
 __all__ = ["predict", "OUTPUTS"]
@@ -111,22 +112,12 @@ def _blend_chunk(sums: list, origins: list, starts: list, lo: tuple, shape: tupl
     return blend_region(list(zip(origins, sums, strict=True)), starts, window, lo, shape)
 
 
-def _probabilities(scores: np.ndarray) -> np.ndarray:
-    """Softmax over channels, or the sigmoid of a single channel."""
-    if scores.shape[0] == 1:
-        return 1 / (1 + np.exp(-scores))
-    exp = np.exp(scores - scores.max(axis=0, keepdims=True))
-    return exp / exp.sum(axis=0, keepdims=True)
-
-
 def _finish(scores: np.ndarray, valid: np.ndarray | None, kind: str, nodata: float | int) -> np.ndarray:
     """Turn blended scores into probabilities or labels, and mark nodata."""
-    channels = scores.shape[0]
     if kind == "labels":
-        picked = _probabilities(scores)[0] > 0.5 if channels == 1 else scores.argmax(axis=0)
-        scores = picked.astype(np.uint8 if channels < 256 else np.uint16)[None]
+        scores = most_likely(scores)
     elif kind == "probabilities":
-        scores = _probabilities(scores)
+        scores = probabilities(scores)
     if valid is not None:
         scores = np.where(valid[None], scores, np.asarray(nodata, dtype=scores.dtype))
     return scores
@@ -318,7 +309,7 @@ def predict(
     scores = _graph(x, model, grid, run, chunks, channels)
     meta = {k: v for k, v in image.meta.items() if k not in ("band_names", "mask", "nodata")}
     if output == "labels":
-        dtype = np.dtype(np.uint8 if channels < 256 else np.uint16)
+        dtype = label_dtype(channels)
         nodata = np.iinfo(dtype).max
     else:
         dtype, nodata = np.dtype(np.float32), math.nan

@@ -137,12 +137,18 @@ class Output:
         ``write(labels, path, *, image, overwrite=False)``.
     help : str
         Help text for the option.
+    check : callable, optional
+        ``check(path, image)``: raise an :class:`~seamline.errors.InputError` when this
+        output cannot be written to *path* for the (lazy, unread) input *image*, e.g. an
+        unsupported suffix or a 2D scene for a 3D product. ``seamline predict`` calls it
+        before any work, so a bad option never leaves a half-made set of outputs.
     """
 
     name: str
     option: str
     write: Callable[..., Any]
     help: str = ""
+    check: Callable[..., Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,14 +10,14 @@ are made from the saved file, so the model runs once.
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 import numpy as np
 
 from .atomic import check_writable
 from .errors import InputError
+from .image import Image
 from .plugins import registry
+from .scores import label_dtype, most_likely
 
 __all__ = ["command"]
 
@@ -28,17 +28,21 @@ def _bands(text: str | None) -> list[int | str] | None:
     return [int(b) if b.strip().isdigit() else b.strip() for b in text.split(",")]
 
 
-def _labels_from_probabilities(probabilities: Any) -> Any:
+def _labels_from_probabilities(probabilities: Image) -> Image:
     """Most likely class per pixel, keeping nodata (NaN probabilities) as the engine marks it."""
-    import dask.array as da
+    dtype = label_dtype(probabilities.channels)
+    nodata = np.iinfo(dtype).max
 
-    data = probabilities.data
-    labels = da.where(da.isnan(data), -1.0, data).argmax(axis=0).astype(np.uint8)[None]
-    meta = dict(probabilities.meta)
-    meta.pop("band_names", None)
+    def pick(block: np.ndarray) -> np.ndarray:
+        missing = np.isnan(block).any(axis=0)
+        labels = most_likely(np.nan_to_num(block), kind="probabilities")
+        return np.where(missing[None], dtype.type(nodata), labels) if missing.any() else labels
+
+    data = probabilities.data.rechunk({0: -1})
+    labels = data.map_blocks(pick, dtype=dtype, chunks=((1,), *data.chunks[1:]))
+    meta = {k: v for k, v in probabilities.meta.items() if k != "band_names"}
     if meta.get("nodata") is not None:
-        labels = da.where(da.isnan(data[:1]), np.uint8(255), labels)
-        meta["nodata"] = 255
+        meta["nodata"] = nodata
     return probabilities.replace(data=labels, meta=meta)
 
 
@@ -90,8 +94,12 @@ def command(
     wanted = {name: path for name, path in products.items() if path}
     for path in (out, *wanted.values()):
         check_writable(path, overwrite=overwrite)
+    io.writer_for(out)
     options = {"bands": _bands(bands)} if bands else {}
     image = io.open(input_path, **options)
+    for name, path in wanted.items():
+        if outputs[name].check is not None:
+            outputs[name].check(path, image)
     bundle = load_model(model_path)
     settings = {"tile_size": tile_size, "overlap": overlap}
     try:

@@ -1,7 +1,9 @@
 """Writing rasters as tiled GeoTIFF or Cloud-Optimized GeoTIFF, window by window.
 
-The lazy image is computed one row of tile-aligned chunks at a time and each chunk is
-written to its window, so memory is bounded by a row of chunks, never by the raster. By
+The lazy image is rechunked onto tile boundaries and stored with one ``da.store``: each
+chunk is written to its window by the task that computed it, one writer at a time, so
+memory is bounded by the chunks in flight, never by the raster, and a prediction runs
+every tile once. By
 default a ``.tif`` is written as a COG: the tiles go to a temporary tiled GeoTIFF beside
 the target, and GDAL's COG driver then copies it (block by block) into the final layout
 with overviews. ``cog=False`` skips that second pass and leaves a plain tiled GeoTIFF.
@@ -17,14 +19,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+import uuid
 from pathlib import Path
 from typing import Any
 
-import dask
+import dask.array as da
 import numpy as np
 import rasterio
 import rasterio.shutil
+from dask.utils import SerializableLock
 from rasterio.windows import Window
 
 from seamline.atomic import atomic_output
@@ -49,13 +52,31 @@ def _aligned(data: Any, blocksize: int) -> Any:
     return data.rechunk((data.shape[0], *spatial))
 
 
-def _windows(data: Any) -> Iterator[tuple[list[Window], list[Any]]]:
-    """Each row of chunks: their windows and their (lazy) blocks."""
-    rows, cols = data.chunks[1:]
-    row_starts, col_starts = np.cumsum((0, *rows[:-1])), np.cumsum((0, *cols[:-1]))
-    for i, (r, h) in enumerate(zip(row_starts, rows, strict=True)):
-        windows = [Window(int(c), int(r), w, h) for c, w in zip(col_starts, cols, strict=True)]
-        yield windows, [data.blocks[0, i, j] for j in range(len(cols))]
+class _Windows:
+    """A ``da.store`` target: each block goes to its window of the GeoTIFF at *path*.
+
+    It holds only the path, so it pickles to any worker; each write opens the file in
+    update mode, under the store's lock (a GeoTIFF takes one writer at a time).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = os.fspath(path)
+
+    def __setitem__(self, index: tuple[slice, slice, slice], block: np.ndarray) -> None:
+        _, rows, cols = index
+        with rasterio.open(self.path, "r+") as dataset:
+            dataset.write(block, window=Window.from_slices(rows, cols))
+
+
+def _writer_lock() -> Any:
+    """A lock every writer shares: a cluster-wide one when a dask.distributed client is active."""
+    try:
+        from distributed import Lock, default_client
+
+        default_client()
+    except (ImportError, ValueError):
+        return SerializableLock()
+    return Lock(f"seamline-geotiff-{uuid.uuid4().hex}")
 
 
 def _profile(image: Image, dtype: np.dtype, compress: str, blocksize: int, nodata: Any) -> dict[str, Any]:
@@ -88,9 +109,7 @@ def _write_tiles(image: Image, path: Path, profile: dict[str, Any], blocksize: i
             dataset.update_tags(**{CLASS_NAMES_TAG: json.dumps(names)})
         if profile["dtype"] in ("uint8", "uint16") and meta.get("colors"):
             dataset.write_colormap(1, {int(k): (*map(int, rgb[:3]), 255) for k, rgb in meta["colors"].items()})
-        for windows, blocks in _windows(data):
-            for window, block in zip(windows, dask.compute(*blocks), strict=True):
-                dataset.write(block, window=window)
+    da.store(data, _Windows(path), lock=_writer_lock())
 
 
 def save_geotiff(
@@ -108,7 +127,7 @@ def save_geotiff(
     Parameters
     ----------
     image : Image
-        A 2D image shaped ``(bands, rows, cols)``; it is computed one row of chunks at a time.
+        A 2D image shaped ``(bands, rows, cols)``; it is computed chunk by chunk.
     path : str or os.PathLike
         The ``.tif``/``.tiff`` to write.
     overwrite : bool

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 import seamline
-from seamline import Image, hookimpl
+from seamline import Image, InputError, hookimpl
 from seamline.bundle import ModelCard, build_module, save_model
 from seamline.cli import get_cli
 from seamline.plugins import Output
@@ -28,9 +28,18 @@ class Counts:
         with seamline.atomic_output(path, overwrite=overwrite) as tmp:
             tmp.write_text(" ".join(f"{v}:{c}" for v, c in zip(values, counts, strict=True)))
 
+    @staticmethod
+    def check(path, image):
+        if not str(path).endswith(".txt"):
+            raise InputError("counts are written as .txt", path)
+
     @hookimpl
     def seamline_outputs(self, register):
-        register(Output(name="counts", option="--counts", write=Counts.write, help="Pixel counts per class."))
+        register(
+            Output(
+                name="counts", option="--counts", write=Counts.write, help="Pixel counts per class.", check=Counts.check
+            )
+        )
 
 
 @pytest.fixture
@@ -120,3 +129,27 @@ def test_missing_bundle_is_a_model_error(cli, files):
 def test_help_lists_every_registered_output(cli):
     help_text = CliRunner().invoke(cli, ["predict", "--help"]).output
     assert "--counts PATH" in help_text and "Pixel counts per class." in help_text
+
+
+def test_an_output_that_cannot_be_made_is_refused_before_predicting(cli, files, monkeypatch):
+    monkeypatch.setattr(seamline.bundle.Bundle, "predict", lambda *a, **k: pytest.fail("predicted anyway"))
+    args = ["predict", str(files / "in.zarr"), str(files / "out.zarr"), "-m", str(files / "model")]
+    result = CliRunner().invoke(cli, [*args, "--counts", str(files / "counts.csv")])
+    assert result.exit_code == 2 and "counts.csv: counts are written as .txt" in result.output
+    result = CliRunner().invoke(cli, [*args[:2], str(files / "out.xyz"), *args[3:]])
+    assert result.exit_code == 2 and "out.xyz: no writer for this format" in result.output
+    assert sorted(p.name for p in files.iterdir()) == ["in.zarr", "model"]
+
+
+def test_scores_of_a_one_class_model_give_the_same_labels_to_outputs(cli, files):
+    card = ModelCard("core.UNet", 2, ["glacier"], kwargs={"widths": [4, 8]}, tile_size=32)
+    torch.manual_seed(1)
+    save_model(build_module(card), files / "one", card)
+    args = ["predict", str(files / "in.zarr"), "-m", str(files / "one"), "--no-progress"]
+    for name, extra in (("labels", []), ("scores", ["--scores"])):
+        result = CliRunner().invoke(cli, [*args[:2], str(files / f"{name}.zarr"), *args[2:], *extra, "--counts",
+                                          str(files / f"{name}.txt")])  # fmt: skip
+        assert result.exit_code == 0, result.output
+    labels = seamline.open(files / "labels.zarr").data.compute()
+    assert labels.any(), "the test needs class 1 predicted somewhere"
+    assert (files / "labels.txt").read_text() == (files / "scores.txt").read_text()

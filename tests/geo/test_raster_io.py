@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pickle
 
-import dask
 import dask.array as da
 import numpy as np
 import pyproj
 import pytest
 import rasterio
 import rasterio.shutil
+import torch
 from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 
@@ -169,18 +169,32 @@ def test_labels_get_a_colour_table_and_class_names(tmp_path):
     np.testing.assert_array_equal(back.data.compute(), labels)
 
 
-def test_writing_streams_one_row_of_chunks_at_a_time(tmp_path):
-    data = da.ones((1, 2048, 2048), dtype=np.uint8, chunks=(1, 512, 512))
-    image = seamline.Image(data, affine_from_transform(Affine(1, 0, 0, 0, -1, 0)))
-    requested = []
+class CountingNet(torch.nn.Module):
+    """A 3x3 convolution that counts the tiles it sees."""
 
-    def counting_get(graph, keys, **kwargs):
-        requested.append(len(keys))
-        return dask.get(graph, keys, **kwargs)
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+        self.tiles = 0
 
-    with dask.config.set(scheduler=counting_get):
-        seamline.save(image, tmp_path / "big.tif", cog=False)
-    assert requested == [4, 4, 4, 4]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.tiles += x.shape[0]
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("cog", [False, True])
+def test_saving_a_prediction_runs_every_tile_once_and_writes_it_exactly(tmp_path, cog):
+    x = np.random.default_rng(0).random((1, 300, 520), dtype=np.float32)
+    image = seamline.Image(x, affine_from_transform(Affine(30, 0, 500000, 0, -30, 4000000)), pyproj.CRS(32645))
+    model = CountingNet()
+    scores = seamline.predict(image, model, tile_size=64, progress=False)
+    expected = scores.data.compute()
+    tiles, model.tiles = model.tiles, 0
+    seamline.save(scores, tmp_path / "scores.tif", cog=cog, blocksize=128)
+    assert model.tiles == tiles
+    with rasterio.open(tmp_path / "scores.tif") as dataset:
+        np.testing.assert_array_equal(dataset.read(), expected)
 
 
 def test_existing_output_needs_overwrite_and_leaves_nothing_behind(tmp_path):
