@@ -96,9 +96,15 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
         yield tmp
         if not tmp.exists():
             return
-        if target.exists():
-            _remove(target)
-        os.replace(tmp, target)
+        if target.exists() and (tmp.is_dir() or (target.is_dir() and not target.is_symlink())):
+            # os.replace puts a file over a file in one step, but not a directory over
+            # anything: move the old output aside first, so one of the two is always there.
+            old = target.with_name(f".{stem}.{uuid.uuid4().hex[:8]}.old{suffix}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            _remove(old)
+        else:
+            os.replace(tmp, target)
     finally:
         if tmp.exists():
             _remove(tmp)

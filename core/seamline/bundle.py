@@ -142,11 +142,25 @@ class ModelCard:
     def from_dict(cls, data: Mapping[str, Any], source: str | os.PathLike | None = None) -> ModelCard:
         """Build a card from :meth:`to_dict` output.
 
+        Parameters
+        ----------
+        data : mapping
+            The card's fields.
+        source : str or os.PathLike, optional
+            The bundle it came from, named in errors.
+
+        Returns
+        -------
+        ModelCard
+
         Raises
         ------
         ModelError
-            If required fields are missing or unknown fields are present.
+            If *data* is not a card: required fields missing, unknown fields, or values
+            of the wrong kind.
         """
+        if not isinstance(data, Mapping):
+            raise ModelError(f"not a seamline model card: expected a JSON object, got {type(data).__name__}", source)
         data = {k: v for k, v in data.items() if k != "format"}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
@@ -154,7 +168,14 @@ class ModelCard:
         if unknown or missing:
             problem = f"unknown fields {unknown}" if unknown else f"missing fields {missing}"
             raise ModelError(f"not a seamline model card: {problem}", source)
-        return cls(**data)
+        if not isinstance(data.get("kwargs") or {}, Mapping):
+            raise ModelError("not a seamline model card: kwargs must be a JSON object", source)
+        try:
+            return cls(**data)
+        except ModelError as exc:
+            raise ModelError(exc.message, source) from exc
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ModelError(f"not a seamline model card: {exc}", source) from exc
 
 
 def build_module(card: ModelCard) -> Any:
@@ -234,7 +255,7 @@ class Bundle:
             image = image[[list(names).index(b) for b in card.bands]]
         if image.channels != card.in_channels:
             raise InputError(f"model expects {card.in_channels} bands, the image has {image.channels}", source)
-        if image.ndim < card.spatial_dims:
+        if image.ndim != card.spatial_dims:
             raise InputError(f"a {image.ndim}D image for a {card.spatial_dims}D model", source)
         from .normalize import normalize
 

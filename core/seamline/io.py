@@ -9,6 +9,8 @@ is an :class:`~seamline.errors.InputError` that lists what is supported.
 from __future__ import annotations
 
 import builtins
+import errno
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -19,14 +21,35 @@ from .plugins import registry
 
 __all__ = ["open", "save", "reader_for", "writer_for"]
 
+_FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
 
 def _supported(records: dict[str, Any]) -> str:
     parts = [f"{name} ({', '.join(r.suffixes)})" if r.suffixes else name for name, r in records.items()]
     return ", ".join(parts) if parts else "nothing (no plugins loaded)"
 
 
+def _check_options(function: Any, options: dict[str, Any], what: str, path: str | os.PathLike) -> None:
+    """An option the reader or writer does not take is the user's mistake, not a TypeError."""
+    parameters = inspect.signature(function).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return  # it takes any keyword, and checks them itself
+    unknown = sorted(set(options) - {p.name for p in parameters})
+    if unknown:
+        raise InputError(f"the {what} takes no option {', '.join(map(repr, unknown))}", path)
+
+
 def reader_for(path: str | os.PathLike) -> Any:
     """Return the reader that accepts *path*.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file or store to read.
+
+    Returns
+    -------
+    seamline.plugins.Reader
 
     Raises
     ------
@@ -45,6 +68,15 @@ def reader_for(path: str | os.PathLike) -> Any:
 
 def writer_for(path: str | os.PathLike) -> Any:
     """Return the writer that accepts *path*.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file or store to write.
+
+    Returns
+    -------
+    seamline.plugins.Writer
 
     Raises
     ------
@@ -82,6 +114,7 @@ def open(path: str | os.PathLike, chunks: Any = None, **options: Any) -> Image:
         If the file does not exist, no reader handles it, or the reader finds it broken.
     """
     reader = reader_for(path)
+    _check_options(reader.open, options, f"{reader.name} reader", path)
     try:
         return reader.open(os.fspath(path), chunks=chunks, **options)
     except SeamlineError:
@@ -112,8 +145,19 @@ def save(image: Image, path: str | os.PathLike, *, overwrite: bool = False, **op
     Raises
     ------
     InputError
-        If no writer handles the path or the output exists and *overwrite* is false.
+        If no writer handles the path, an option is not the writer's, or the output
+        exists and *overwrite* is false.
+    SeamlineError
+        If the file system refuses the write (permissions, a full disk).
     """
     writer = writer_for(path)
-    writer.save(image, os.fspath(path), overwrite=overwrite, **options)
+    _check_options(writer.save, options, f"{writer.name} writer", path)
+    try:
+        writer.save(image, os.fspath(path), overwrite=overwrite, **options)
+    except SeamlineError:
+        raise
+    except OSError as exc:
+        if not isinstance(exc, PermissionError) and exc.errno not in _FULL_OR_READ_ONLY:
+            raise
+        raise SeamlineError(f"cannot be written: {exc.strerror or exc}", path) from exc
     return os.fspath(path)

@@ -35,6 +35,19 @@ def test_directories_and_overwrite(tmp_path):
         tmp.mkdir()
         (tmp / "new").write_text("new")
     assert [p.name for p in target.iterdir()] == ["new"]
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.zarr"]
+
+
+def test_a_file_and_a_directory_replace_each_other(tmp_path):
+    target = tmp_path / "out.zarr"
+    target.write_text("a file")
+    with atomic_output(target, overwrite=True) as tmp:
+        tmp.mkdir()
+    assert target.is_dir()
+    with atomic_output(target, overwrite=True) as tmp:
+        tmp.write_text("a file again")
+    assert target.read_text() == "a file again"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]
 
 
 def test_missing_directory(tmp_path):

@@ -165,6 +165,17 @@ def test_broken_cards(tmp_path, bundle, card):
     )
     with pytest.raises(ModelError, match=r"unknown fields \['x'\]"):
         load_model(path)
+    good = json.loads(json.dumps(card.to_dict()))
+    for broken, message in (
+        ([1, 2], "expected a JSON object, got list"),
+        ({**good, "classes": [1, 2]}, "not a seamline model card"),
+        ({**good, "kwargs": [1]}, "kwargs must be a JSON object"),
+        ({**good, "classes": [{"id": 1, "name": "a"}]}, r"class ids must be 0\.\.0"),
+    ):
+        (path / "seamline.json").write_text(json.dumps(broken))
+        with pytest.raises(ModelError, match=message) as caught:
+            load_model(path)
+        assert caught.value.path == str(path)
 
 
 def test_save_is_atomic_and_refuses_to_overwrite(tmp_path, bundle):
@@ -181,6 +192,11 @@ def test_a_2d_image_for_a_3d_model(card):
     bundle = Bundle(build_module(card), card)
     with pytest.raises(InputError, match="a 2D image for a 3D model"):
         bundle.predict(np.zeros((2, 8, 8), np.float32))
+
+
+def test_a_volume_for_a_2d_model(bundle):
+    with pytest.raises(InputError, match="a 3D image for a 2D model"):
+        bundle.predict(np.zeros((2, 8, 8, 8), np.float32))
 
 
 @pytest.mark.parametrize(("spatial_dims", "shape"), [(2, (13, 21)), (3, (5, 9, 7))])

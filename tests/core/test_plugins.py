@@ -172,3 +172,28 @@ def test_writer_record_is_typed():
     writer = Writer(name="w", can_save=lambda p: True, save=lambda *a, **k: None)
     with pytest.raises(AttributeError):
         writer.name = "other"  # records are frozen
+
+
+def test_options_a_reader_or_writer_does_not_take_are_input_errors(tmp_path):
+    image = seamline.Image.from_array(np.zeros((1, 4, 4)))
+    seamline.save(image, tmp_path / "a.zarr")
+    with pytest.raises(InputError, match=r"a\.zarr: the zarr reader takes no option 'bands'"):
+        seamline.open(tmp_path / "a.zarr", bands=[1])
+    with pytest.raises(InputError, match=r"b\.zarr: the zarr writer takes no option 'cog'"):
+        seamline.save(image, tmp_path / "b.zarr", cog=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zarr"]
+
+
+def test_a_refused_write_names_the_output(tmp_path, fresh_plugins):
+    class Refusing:
+        @staticmethod
+        def save(image, path, *, overwrite=False):
+            raise PermissionError(13, "Permission denied")
+
+        @hookimpl
+        def seamline_writers(self, register):
+            register(Writer(name="refusing", can_save=lambda p: p.endswith(".deny"), save=self.save))
+
+    fresh_plugins.register_plugin(Refusing(), name="refusing")
+    with pytest.raises(seamline.SeamlineError, match=r"c\.deny: cannot be written: Permission denied"):
+        seamline.save(seamline.Image.from_array(np.zeros((1, 4, 4))), tmp_path / "c.deny")
