@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 import click
 
 from .errors import SeamlineError
-from .plugins import get_plugin_manager, list_plugins, owners
+from .plugins import add_commands, list_plugins, owners
 
 __all__ = ["cli", "get_cli", "main"]
 
@@ -93,7 +93,7 @@ def get_cli() -> click.Group:
     """
     group = copy.copy(cli)
     group.commands = dict(cli.commands)
-    get_plugin_manager().hook.seamline_commands(cli=group)
+    add_commands(group)
     return group
 
 

@@ -21,11 +21,13 @@ What the hooks register is collected into registries of typed records (:class:`R
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
 import importlib.metadata
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pluggy
@@ -40,11 +42,13 @@ __all__ = [
     "Output",
     "Recipe",
     "PluginInfo",
+    "deferred",
     "get_plugin_manager",
     "register_plugin",
     "unregister_plugin",
     "registry",
     "list_plugins",
+    "add_commands",
     "reset",
     "ENV_VAR",
 ]
@@ -170,6 +174,35 @@ class Recipe:
     config: dict = dataclasses.field(default_factory=dict)
 
 
+def deferred(module: str, name: str, *bound: Any) -> Callable[..., Any]:
+    """A function that imports *module* on its first call and calls *name* there.
+
+    Plugins register it in records so that loading the plugin (``seamline plugins``)
+    imports none of the heavy libraries the work needs.
+
+    Parameters
+    ----------
+    module : str
+        The full module name, e.g. ``"seamline_medical.nifti"``.
+    name : str
+        The function in that module.
+    *bound
+        Leading positional arguments, passed before the caller's.
+
+    Returns
+    -------
+    callable
+        ``call(*args, **kwargs) = module.name(*bound, *args, **kwargs)``.
+    """
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*bound, *args, **kwargs)
+
+    call.__name__ = name
+    call.__qualname__ = f"deferred({module}.{name})"
+    return call
+
+
 RECORD_TYPES: dict[str, type] = {
     "seamline_readers": Reader,
     "seamline_writers": Writer,
@@ -206,7 +239,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         if not _selected(ep.name) or pm.get_plugin(ep.name) is not None:
             continue
         try:
-            module = ep.load()
+            pm.register(ep.load(), name=ep.name)
         except Exception as exc:  # a broken plugin never takes seamline down
             warnings.warn(
                 f"seamline plugin {ep.name!r} ({ep.value}) failed to load and is skipped: {exc}",
@@ -214,7 +247,6 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
                 stacklevel=3,
             )
             continue
-        pm.register(module, name=ep.name)
         dist = getattr(ep, "dist", None)
         pm._seamline_versions[ep.name] = getattr(dist, "version", None)  # type: ignore[attr-defined]
 
@@ -276,12 +308,42 @@ def reset() -> None:
     _registries = None
 
 
-def _collect(hook_name: str) -> dict[str, tuple[Any, str]]:
+def _implementations(hook_name: str) -> list[tuple[str, Callable[..., Any]]]:
+    """Each plugin's implementation of *hook_name*, with the plugin's name."""
     pm = get_plugin_manager()
+    return [(pm.get_name(i.plugin) or repr(i.plugin), i.function) for i in getattr(pm.hook, hook_name).get_hookimpls()]
+
+
+@contextlib.contextmanager
+def _skipped_if_broken(owner: str, hook_name: str) -> Iterator[None]:
+    """A hook that raises anything but a PluginError is a warning naming its plugin."""
+    try:
+        yield
+    except PluginError:
+        raise
+    except Exception as exc:
+        warnings.warn(
+            f"seamline plugin {owner!r} failed in {hook_name} and is skipped there: {exc}", RuntimeWarning, stacklevel=4
+        )
+
+
+def add_commands(cli: Any) -> None:
+    """Let every plugin add its commands to the click group *cli*.
+
+    Parameters
+    ----------
+    cli : click.Group
+        The group to extend; a plugin whose hook fails is skipped with a warning.
+    """
+    for owner, function in _implementations("seamline_commands"):
+        with _skipped_if_broken(owner, "seamline_commands"):
+            function(cli=cli)
+
+
+def _collect(hook_name: str) -> dict[str, tuple[Any, str]]:
     record_type = RECORD_TYPES[hook_name]
     found: dict[str, tuple[Any, str]] = {}
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():
-        owner = pm.get_name(impl.plugin) or repr(impl.plugin)
+    for owner, function in _implementations(hook_name):
 
         def register(record: Any, *, _owner: str = owner) -> None:
             if not isinstance(record, record_type):
@@ -294,7 +356,8 @@ def _collect(hook_name: str) -> dict[str, tuple[Any, str]]:
                 raise PluginError(f"plugins {other!r} and {_owner!r} both register {hook_name[9:-1]} {record.name!r}")
             found[record.name] = (record, _owner)
 
-        impl.function(register)
+        with _skipped_if_broken(owner, hook_name):
+            function(register)
     return found
 
 
@@ -353,8 +416,3 @@ def list_plugins() -> list[PluginInfo]:
             )
         )
     return sorted(infos, key=lambda info: info.name)
-
-
-def names(kind: str) -> Iterable[str]:
-    """The registered names of *kind* (for messages)."""
-    return list(registry(kind))

@@ -14,6 +14,7 @@ import pytest
 
 import seamline
 from seamline import hookimpl
+from seamline.cli import get_cli
 from seamline.errors import InputError, PluginError
 from seamline.plugins import Reader, Writer
 
@@ -103,6 +104,23 @@ def test_broken_plugin_warns_and_the_rest_works(site):
     result = _cli("plugins")
     assert result.returncode == 0, result.stderr
     assert "broken" in result.stderr and "core" in result.stdout
+
+
+def test_a_plugin_whose_hooks_raise_is_skipped_with_a_warning(fresh_plugins):
+    class Faulty:
+        @hookimpl
+        def seamline_readers(self, register):
+            raise RuntimeError("no GDAL here")
+
+        @hookimpl
+        def seamline_commands(self, cli):
+            raise KeyError("click")
+
+    fresh_plugins.register_plugin(Faulty(), name="faulty")
+    with pytest.warns(RuntimeWarning, match="'faulty' failed in seamline_readers.*no GDAL here"):
+        assert "zarr" in fresh_plugins.registry("readers")
+    with pytest.warns(RuntimeWarning, match="'faulty' failed in seamline_commands"):
+        assert "plugins" in get_cli().commands
 
 
 def test_two_plugins_claiming_one_name_is_an_error_naming_both(fresh_plugins):
