@@ -67,8 +67,13 @@ def window_affine(affine: np.ndarray, start: Sequence[int], step: Sequence[int] 
     return np.asarray(affine, dtype=float) @ shift
 
 
-def _affine_from_coords(coords: Sequence[np.ndarray]) -> np.ndarray | None:
-    """Affine of evenly spaced centre coordinates (xarray's convention), else None."""
+def _affine_from_coords(coords: Sequence[np.ndarray], raster: bool) -> np.ndarray | None:
+    """Affine of evenly spaced pixel-centre coordinates (xarray's convention), else None.
+
+    For a raster (dimensions ``y, x``) world coordinates are ``(x, y)`` and index
+    ``(0, 0)`` is the first pixel's upper-left corner, as for every raster in seamline;
+    otherwise world axis *i* follows spatial axis *i* and an index is a voxel centre.
+    """
     n = len(coords)
     affine = np.eye(n + 1)
     for axis, values in enumerate(coords):
@@ -77,6 +82,8 @@ def _affine_from_coords(coords: Sequence[np.ndarray]) -> np.ndarray | None:
             return None
         affine[axis, axis] = values[1] - values[0]
         affine[axis, n] = values[0]
+    if raster:
+        affine = affine[[1, 0, 2]] @ window_affine(np.eye(3), [-0.5, -0.5], [1, 1])
     return affine
 
 
@@ -98,8 +105,8 @@ class Image:
     Raises
     ------
     InputError
-        If the array has fewer than two spatial axes, a zero-sized axis, or an affine
-        that does not match its spatial rank.
+        If the array does not have two or three spatial axes, has a zero-sized axis, or
+        has an affine that does not match its spatial rank.
     """
 
     data: da.Array
@@ -109,7 +116,7 @@ class Image:
 
     def __post_init__(self) -> None:
         data = self.data if isinstance(self.data, da.Array) else da.asarray(self.data)
-        if data.ndim < 3:
+        if data.ndim not in (3, 4):
             raise InputError(f"an Image needs shape (C, *spatial) with 2 or 3 spatial axes, got shape {data.shape}")
         if 0 in data.shape:
             raise InputError(f"an Image cannot have a zero-sized axis, got shape {data.shape}")
@@ -138,7 +145,9 @@ class Image:
         array : numpy.ndarray, dask.array.Array or xarray.DataArray
             Shaped ``(C, *spatial)``. An xarray DataArray with evenly spaced coordinates on
             its spatial dimensions gives the affine (and ``rio.crs`` the CRS) when they are
-            not passed.
+            not passed: dimensions ``(band, y, x)`` make a raster (world ``(x, y)``, index
+            at the pixel corner, as rioxarray's coordinates at pixel centres imply), others
+            a volume indexed at voxel centres. Its ``attrs`` go to ``meta["xarray_attrs"]``.
         affine, crs, meta
             As for :class:`Image`.
         chunks
@@ -151,13 +160,15 @@ class Image:
         meta = dict(meta or {})
         if hasattr(array, "dims") and hasattr(array, "coords"):  # xarray.DataArray
             spatial_dims = array.dims[1:]
+            raster = tuple(spatial_dims) == ("y", "x")
             if affine is None and all(dim in array.coords for dim in spatial_dims):
-                affine = _affine_from_coords([array.coords[dim].values for dim in spatial_dims])
+                affine = _affine_from_coords([array.coords[dim].values for dim in spatial_dims], raster)
                 if affine is not None:
-                    meta.setdefault("anchor", "center")
+                    meta.setdefault("anchor", "corner" if raster else "center")
             if crs is None and hasattr(array, "rio"):
                 crs = array.rio.crs
-            meta.setdefault("attrs", dict(array.attrs))
+            if array.attrs:
+                meta.setdefault("xarray_attrs", dict(array.attrs))
             array = array.data
         if not isinstance(array, da.Array):
             array = da.from_array(np.asarray(array), chunks=chunks)
@@ -240,6 +251,8 @@ class Image:
             raise InputError(f"too many indices for an Image of shape {self.shape}")
         channel, *spatial = key
         if isinstance(channel, numbers.Integral):
+            if not -self.channels <= channel < self.channels:
+                raise InputError(f"channel {channel} is out of range for an Image with {self.channels} channels")
             channel = slice(int(channel), int(channel) + 1 if channel != -1 else None)
         starts, steps, norm = [], [], []
         for axis, s in enumerate(spatial):

@@ -31,8 +31,13 @@ def test_from_numpy_dask_and_xarray():
         coords={"y": 3108125.0 - 30.0 * np.arange(20), "x": 478015.0 + 30.0 * np.arange(30)},
     )
     image = Image.from_array(grid)
-    # centre coordinates give a centre-anchored affine: index (0, 0) is the first pixel's centre
-    np.testing.assert_allclose(image.affine @ [0, 0, 1], [3108125.0, 478015.0, 1])
+    # (y, x) centre coordinates give a raster: world (x, y), index (0, 0) at the first pixel's corner
+    np.testing.assert_allclose(image.affine, [[0, 30, 478000], [-30, 0, 3108140], [0, 0, 1]])
+    assert image.meta["anchor"] == "corner"
+    coords = {"i": 1.0 + np.arange(3), "j": 2.0 * np.arange(20), "k": 5.0 + 3.0 * np.arange(30)}
+    image = Image.from_array(xr.DataArray(array[None], dims=("c", "i", "j", "k"), coords=coords))
+    # other dimensions give a volume indexed at voxel centres, world axis i along spatial axis i
+    np.testing.assert_allclose(image.affine, [[1, 0, 0, 1], [0, 2, 0, 0], [0, 0, 3, 5], [0, 0, 0, 1]])
     assert image.meta["anchor"] == "center"
 
 
@@ -81,6 +86,7 @@ def test_window_affine_maps_window_voxels_onto_the_same_world_points(shape, data
     ("array", "affine", "message"),
     [
         (np.zeros((4, 4)), None, "shape \\(C, \\*spatial\\)"),
+        (np.zeros((1, 2, 2, 2, 2)), None, "2 or 3 spatial axes"),
         (np.zeros((1, 0, 4)), None, "zero-sized axis"),
         (np.zeros((1, 4, 4)), np.eye(4), "affine must be 3x3"),
     ],
@@ -92,6 +98,8 @@ def test_bad_arrays_are_input_errors(array, affine, message):
 
 def test_spatial_axes_take_slices_only():
     image = Image.from_array(np.zeros((1, 4, 4)))
+    with pytest.raises(InputError, match="channel 1 is out of range for an Image with 1 channels"):
+        image[1]
     with pytest.raises(InputError, match="take slices"):
         image[:, 1]
     with pytest.raises(InputError, match="positive step"):
