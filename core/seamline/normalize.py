@@ -76,7 +76,7 @@ def percentile_bounds(image: Image, low: float, high: float) -> np.ndarray:
     """Per-band *low* and *high* percentiles of the valid pixels, through a dask histogram.
 
     Each band is reduced to its minimum and maximum, then to a 4096-bin histogram
-    between them (two passes over the data, chunk by chunk); the percentiles are read
+    between them (two passes over the data, chunk by chunk, all bands at once); the percentiles are read
     off the cumulative histogram, interpolating inside a bin, so they are exact to
     within one bin width.
 
@@ -97,17 +97,19 @@ def percentile_bounds(image: Image, low: float, high: float) -> np.ndarray:
     stacked = data if mask is None else da.where(mask[None], data, np.nan)
     axes = tuple(range(1, data.ndim))
     lows, highs = da.compute(da.nanmin(stacked, axis=axes), da.nanmax(stacked, axis=axes))
-    result = np.empty((bands, 2))
-    for band in range(bands):
-        lo, hi = float(lows[band]), float(highs[band])
-        if not hi > lo:
-            result[band] = (lo, hi)
-            continue
-        weights = None if mask is None else mask.astype(np.float64).ravel()
-        counts, edges = da.histogram(
-            data[band].astype(np.float64).ravel(), bins=_HISTOGRAM_BINS, range=(lo, hi), weights=weights
+    result = np.stack([lows, highs], axis=1).astype(np.float64)
+    spread = [band for band in range(bands) if highs[band] > lows[band]]
+    weights = None if mask is None else mask.astype(np.float64).rechunk(data.chunks[1:])
+    histograms = da.compute(
+        *(
+            da.histogram(
+                data[band].astype(np.float64), bins=_HISTOGRAM_BINS, range=tuple(result[band]), weights=weights
+            )
+            for band in spread
         )
-        cumulative = np.cumsum(counts.compute()).astype(np.float64)
+    )
+    for band, (counts, edges) in zip(spread, histograms, strict=True):
+        cumulative = np.cumsum(counts).astype(np.float64)
         cumulative /= cumulative[-1]
         # linear interpolation inside the bin where the cumulative share crosses q
         result[band] = np.interp(np.array([low, high]) / 100.0, np.concatenate([[0.0], cumulative]), edges)
@@ -154,6 +156,9 @@ def _checked(spec: Mapping[str, Any] | None) -> dict[str, Any]:
     missing = [key for key in required if key not in spec]
     if missing:
         raise InputError(f"normalization {kind!r} needs {', '.join(missing)}")
+    low, high = (np.asarray(spec.get(key, default), dtype=float) for key, default in (("low", 0.5), ("high", 99.5)))
+    if kind in ("window", "percentile") and np.any(high <= low):
+        raise InputError(f"normalization {kind!r} needs low < high, got {spec.get('low')} and {spec.get('high')}")
     return spec
 
 

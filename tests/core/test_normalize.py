@@ -110,3 +110,22 @@ def test_a_mask_becomes_nan_nodata():
     assert "mask" not in out.meta and np.isnan(out.meta["nodata"])
     assert np.isnan(values[:, 1, 2]).all() and np.isfinite(values[:, mask[0]]).all()
     np.testing.assert_array_equal(values[:, mask[0]], 2 * x[:, mask[0]])
+
+
+def test_low_must_be_below_high():
+    image = Image.from_array(np.ones((1, 4, 4)))
+    for kind in ("window", "percentile"):
+        with pytest.raises(InputError, match=f"normalization '{kind}' needs low < high"):
+            normalize(image, {"kind": kind, "low": 5, "high": 2})
+
+
+def test_percentiles_with_a_mask_chunked_unlike_the_data():
+    rng = np.random.default_rng(1)
+    x = rng.gamma(2.0, 50.0, (2, 40, 30)).astype(np.float32)
+    valid = rng.random((1, 40, 30)) > 0.3
+    image = Image.from_array(x, chunks=(2, 7, 11), meta={"mask": valid})
+    bounds = percentile_bounds(image, 10, 90)
+    width = (x.max() - x.min()) / 4096
+    for band in range(2):
+        values = x[band][valid[0]]
+        np.testing.assert_allclose(bounds[band], np.percentile(values, [10, 90]), atol=2 * width + 1e-6)
