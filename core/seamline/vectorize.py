@@ -106,11 +106,11 @@ def _trace_chunk(
         invalid = ~shapely.is_valid(geometries)
         geometries[invalid] = shapely.make_valid(geometries[invalid], method="structure", keep_collapsed=False)
     piece_ids = np.asarray(piece_ids, dtype=np.int64)
-    low = int(piece_ids.min(initial=0))
-    class_of = np.zeros(int(piece_ids.max(initial=0)) - low + 1, dtype=np.int64)
     inside = ids > 0
-    class_of[ids[inside] - low] = values[inside]  # every pixel of a component has its class
-    classes = class_of[piece_ids - low]
+    present, where = np.unique(ids[inside], return_inverse=True)
+    class_of = np.empty(len(present), dtype=np.int64)
+    class_of[where] = values[inside]  # every pixel of a component has its class
+    classes = class_of[np.searchsorted(present, piece_ids)]
     edges = [ids[0], ids[-1], ids[:, 0], ids[:, -1]]
     on_edges = np.concatenate([edge for edge, inner in zip(edges, inner_edges, strict=True) if inner] or [[]])
     unique, counts = np.unique(piece_ids, return_counts=True)
@@ -273,7 +273,8 @@ def vectorize(
     if nodata is not None and np.isfinite(nodata):
         values = da.where(array == nodata, 0, array)
     ids, _ = label(values, connectivity, by_value=True)
-    (rows, cols), shape = (np.cumsum((0, *sizes[:-1])) for sizes in ids.chunks), ids.shape
+    rows, cols = (np.cumsum((0, *sizes[:-1])) for sizes in ids.chunks)
+    shape = ids.shape
     id_blocks, value_blocks = ids.to_delayed(), values.to_delayed()
     tasks = []
     for i, (r, h) in enumerate(zip(rows, ids.chunks[0], strict=True)):
