@@ -6,7 +6,7 @@ read too) holding ``data``, with three attributes:
 ``affine``
     the ``(N+1) x (N+1)`` matrix as nested lists;
 ``crs``
-    the CRS as WKT (from its ``to_wkt()``), or null; read back as a ``pyproj.CRS``
+    the CRS as WKT (from its ``to_wkt()``, or the text given), or null; read back as a ``pyproj.CRS``
     when pyproj is installed, else as the WKT string;
 ``meta``
     the JSON-able part of ``meta`` (entries that are not JSON, such as a lazy mask or a
@@ -73,14 +73,14 @@ def _json_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _crs_from_wkt(wkt: str | None) -> Any:
-    if wkt is None:
+def _crs_from_text(text: str | None) -> Any:
+    if text is None:
         return None
     try:
         from pyproj import CRS
     except ImportError:
-        return wkt
-    return CRS.from_wkt(wkt)
+        return text
+    return CRS.from_user_input(text)
 
 
 def open_zarr(path: str | os.PathLike, chunks: Any = None) -> Image:
@@ -106,7 +106,7 @@ def open_zarr(path: str | os.PathLike, chunks: Any = None) -> Image:
         if isinstance(meta.get(key), dict):
             meta[key] = {int(k): tuple(v) if isinstance(v, list) else v for k, v in meta[key].items()}
     data = da.from_zarr(array, chunks=chunks if chunks is not None else array.chunks)
-    return Image(data, attrs.get("affine"), _crs_from_wkt(attrs.get("crs")), meta)
+    return Image(data, attrs.get("affine"), _crs_from_text(attrs.get("crs")), meta)
 
 
 def save_zarr(image: Image, path: str | os.PathLike, *, overwrite: bool = False, zarr_format: int = 3) -> str:
@@ -137,7 +137,7 @@ def save_zarr(image: Image, path: str | os.PathLike, *, overwrite: bool = False,
     data = image.data
     if any(len(set(c[:-1])) > 1 or (len(c) > 1 and c[-1] > c[0]) for c in data.chunks):
         data = data.rechunk(data.chunksize)
-    crs = image.crs.to_wkt() if hasattr(image.crs, "to_wkt") else None
+    crs = image.crs.to_wkt() if hasattr(image.crs, "to_wkt") else None if image.crs is None else str(image.crs)
     attributes = {
         "affine": np.asarray(image.affine).tolist(),
         "crs": crs,

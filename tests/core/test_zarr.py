@@ -23,7 +23,7 @@ def image():
         "colors": {1: (0, 128, 255)},
         "band_names": ["red", "nir"],
         "anchor": "corner",
-        "mask": da.ones((50, 30), bool),  # not JSON: left out
+        "mask": da.ones((1, 50, 30), bool),  # not JSON: left out
     }
     affine = [[0.0, -30.0, 3_100_000.0], [30.0, 0.0, 400_000.0], [0.0, 0.0, 1.0]]
     return seamline.Image(data, affine, pyproj.CRS.from_epsg(32645), meta)
@@ -79,3 +79,8 @@ def test_no_crs_and_plain_arrays(tmp_path):
     back = open_zarr(path)
     assert back.crs is None and back.meta == {} and back.dtype == np.uint8
     np.testing.assert_array_equal(back.affine, np.eye(4))
+
+
+def test_a_crs_given_as_text_is_kept(tmp_path):
+    save_zarr(seamline.Image(np.zeros((1, 4, 5), np.uint8), crs="EPSG:32645"), tmp_path / "a.zarr")
+    assert open_zarr(tmp_path / "a.zarr").crs.to_epsg() == 32645
