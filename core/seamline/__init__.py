@@ -7,6 +7,7 @@ The public API. Heavy parts (torch, the engine, training) load on first use, so 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from .atomic import atomic_output
@@ -16,6 +17,11 @@ from .image import Image
 from .io import open, save
 from .show import show  # eager, like vectorize: a submodule of the same name would shadow a lazy function
 from .vectorize import vectorize
+
+try:
+    __version__ = version("seamline")
+except PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Image",

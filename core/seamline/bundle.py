@@ -24,39 +24,20 @@ import json
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .atomic import atomic_output
 from .errors import InputError, ModelError
 from .image import Image
+from .show import class_color
 
 __all__ = ["ModelCard", "Bundle", "load_model", "save_model", "build_module", "CARD_FILE", "WEIGHTS_FILE"]
 
 CARD_FILE = "seamline.json"
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT_VERSION = 1
-_PALETTE = [
-    (0, 0, 0),
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-]
-
-
-def _seamline_version() -> str:
-    try:
-        return version("seamline")
-    except PackageNotFoundError:  # a source tree that is not installed
-        return "0+unknown"
 
 
 def _class_records(classes: Sequence[Any]) -> list[dict[str, Any]]:
@@ -65,7 +46,7 @@ def _class_records(classes: Sequence[Any]) -> list[dict[str, Any]]:
         record = {"id": index, "name": entry} if isinstance(entry, str) else dict(entry)
         record.setdefault("id", index)
         record.setdefault("name", f"class {record['id']}")
-        record.setdefault("color", _PALETTE[record["id"] % len(_PALETTE)])
+        record.setdefault("color", class_color(record["id"]))
         record["color"] = [int(c) for c in record["color"]]
         records.append(record)
     if [r["id"] for r in records] != list(range(len(records))):
@@ -116,7 +97,7 @@ class ModelCard:
     overlap: float = 0.25
     spatial_dims: int = 2
     target_spacing: list[float] | None = None
-    version: str = dataclasses.field(default_factory=_seamline_version)
+    version: str = __version__
     training: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:

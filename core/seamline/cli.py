@@ -13,21 +13,14 @@ from __future__ import annotations
 
 import copy
 import json
-from importlib.metadata import PackageNotFoundError, version
 
 import click
 
+from . import __version__
 from .errors import SeamlineError
 from .plugins import add_commands, list_plugins, owners
 
 __all__ = ["cli", "get_cli", "main"]
-
-
-def _version() -> str:
-    try:
-        return version("seamline")
-    except PackageNotFoundError:  # running from a source tree
-        return "0+unknown"
 
 
 class SeamlineGroup(click.Group):
@@ -54,7 +47,7 @@ class SeamlineGroup(click.Group):
 
 
 @click.group(cls=SeamlineGroup)
-@click.version_option(_version(), "--version", prog_name="seamline")
+@click.version_option(__version__, "--version", prog_name="seamline")
 @click.option("--debug", is_flag=True, help="Show full tracebacks.")
 def cli(debug: bool) -> None:
     """seamline: seamless tiled segmentation of huge rasters and volumes."""

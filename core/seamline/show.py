@@ -19,7 +19,7 @@ from .atomic import atomic_output
 from .errors import InputError
 from .image import Image
 
-__all__ = ["show", "write_preview"]
+__all__ = ["show", "write_preview", "class_color"]
 
 _PALETTE = np.array(
     [
@@ -28,8 +28,26 @@ _PALETTE = np.array(
         (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
         (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
     ],
-    dtype=float,
-) / 255.0  # fmt: skip
+    dtype=np.uint8,
+)  # fmt: skip
+
+
+def class_color(label: int) -> tuple[int, int, int]:
+    """The colour seamline gives a class that names none: black for 0, then 20 distinct colours.
+
+    Parameters
+    ----------
+    label : int
+        The class id.
+
+    Returns
+    -------
+    tuple of int
+        ``(r, g, b)`` in 0..255.
+    """
+    if label == 0:
+        return (0, 0, 0)
+    return tuple(int(c) for c in _PALETTE[(int(label) - 1) % len(_PALETTE)])
 
 
 def _as_image(array: Any) -> Image:
@@ -71,16 +89,10 @@ def _composite(pixels: np.ndarray, bands: Sequence[int] | None, nodata: Any) -> 
 
 
 def _colours(values: np.ndarray, colors: Mapping[int, Sequence[int]] | None) -> np.ndarray:
-    rgba = np.zeros((*values.shape, 4))
-    for value in np.unique(values):
-        if value == 0:
-            continue
-        colour = colors.get(int(value)) if colors else None
-        rgb = (
-            np.asarray(colour, float)[:3] / 255.0 if colour is not None else _PALETTE[(int(value) - 1) % len(_PALETTE)]
-        )
-        rgba[values == value] = (*rgb, 1.0)
-    return rgba
+    """RGBA of every label (alpha 0 for background), through a lookup table of the labels present."""
+    present, where = np.unique(values, return_inverse=True)
+    table = np.array([(*((colors or {}).get(int(v)) or class_color(int(v)))[:3], 255 * (v != 0)) for v in present])
+    return table[where.reshape(values.shape)] / 255.0
 
 
 def show(
@@ -127,11 +139,11 @@ def show(
     InputError
         If labels and image grids differ or a slice is out of range.
     """
-    import matplotlib.pyplot as plt
-
     image = _as_image(image)
     pixels, axis, index = _view(image, axis, index, max_size)
     if ax is None:
+        import matplotlib.pyplot as plt
+
         _, ax = plt.subplots(figsize=(7, 7 * pixels.shape[1] / max(pixels.shape[2], 1)))
     ax.imshow(_composite(pixels, bands, image.meta.get("nodata")), cmap="gray", interpolation="nearest")
     if labels is not None:
@@ -163,12 +175,9 @@ def write_preview(labels: Image, path: str | os.PathLike, *, image: Image, overw
     overwrite : bool
         Replace an existing file.
     """
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: no backend switch, no figure left open
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    figure = Figure(figsize=(7, 7))
     with atomic_output(path, overwrite=overwrite) as tmp:
-        ax = show(image, labels, title=os.path.basename(os.fspath(path)))
-        ax.figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        plt.close(ax.figure)
+        show(image, labels, title=os.path.basename(os.fspath(path)), ax=figure.add_subplot())
+        figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
