@@ -1,7 +1,8 @@
 """``seamline evaluate PRED GROUND_TRUTH``: score predicted labels against the truth.
 
-Both files are opened lazily by whichever reader plugin handles them, checked to lie on
-one grid (same shape and affine), and evaluated chunk by chunk with
+Both files are opened lazily by whichever reader plugin handles them (ground truth given
+as polygons is rasterized onto the prediction's grid), checked to lie on one grid (same
+shape and affine), and evaluated chunk by chunk with
 :func:`seamline.metrics.evaluate`. The per-class table and the summary are printed;
 ``--json`` also writes them to a file, atomically.
 """
@@ -13,9 +14,10 @@ import json
 import click
 import numpy as np
 
-from .atomic import atomic_output
+from .atomic import atomic_output, check_writable
 from .errors import InputError
 from .io import open as open_image
+from .io import reader_for
 
 __all__ = ["command"]
 
@@ -65,24 +67,31 @@ def command(
     """
     from .metrics import evaluate
 
-    pred, truth = open_image(prediction), open_image(ground_truth)
-    if pred.spatial_shape != truth.spatial_shape:
-        raise InputError(f"shape {pred.spatial_shape} differs from {ground_truth}'s {truth.spatial_shape}", prediction)
-    if not np.allclose(pred.affine, truth.affine):
-        raise InputError(f"lies on another grid than {ground_truth} (their affines differ)", prediction)
+    if json_path is not None:
+        check_writable(json_path, overwrite=overwrite)
+    pred = open_image(prediction)
+    truth = open_image(ground_truth, **({"like": pred} if reader_for(ground_truth).needs_grid else {}))
+    for image, path in ((pred, prediction), (truth, ground_truth)):
+        if not (np.issubdtype(image.dtype, np.integer) or image.dtype == bool):
+            raise InputError(f"holds {image.dtype} values, not integer labels", path)
     count, names = _classes(classes)
-    report = evaluate(
-        pred,
-        truth,
-        num_classes=count,
-        spacing=spacing or None,
-        class_names=names,
-        ignore_index=ignore_index,
-        tolerance=tolerance,
-        boundary_tolerance=boundary_tolerance,
-        objects=objects,
-        connectivity=connectivity,
-    )
+    try:
+        report = evaluate(
+            pred,
+            truth,
+            num_classes=count,
+            spacing=spacing or None,
+            class_names=names,
+            ignore_index=ignore_index,
+            tolerance=tolerance,
+            boundary_tolerance=boundary_tolerance,
+            objects=objects,
+            connectivity=connectivity,
+        )
+    except InputError as exc:
+        if exc.path is not None:
+            raise
+        raise InputError(f"{exc.message} (ground truth: {ground_truth})", prediction) from exc
     click.echo(str(report))
     if json_path is not None:
         with atomic_output(json_path, overwrite=overwrite) as tmp:

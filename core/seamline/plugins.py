@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import importlib.metadata
+import inspect
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -73,6 +75,10 @@ class Reader:
         File suffixes, for messages and docs (``(".tif", ".tiff")``).
     description : str
         One line for ``seamline plugins``.
+    needs_grid : bool
+        True for data without a grid of its own (vector polygons): ``open`` then takes
+        ``like=<Image>`` and returns the data on that image's grid. Commands that pair
+        files (``seamline evaluate``) pass the other file as ``like``.
     """
 
     name: str
@@ -80,6 +86,7 @@ class Reader:
     open: Callable[..., Any]
     suffixes: tuple[str, ...] = ()
     description: str = ""
+    needs_grid: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,15 +199,30 @@ def deferred(module: str, name: str, *bound: Any) -> Callable[..., Any]:
     Returns
     -------
     callable
-        ``call(*args, **kwargs) = module.name(*bound, *args, **kwargs)``.
+        ``call(*args, **kwargs) = module.name(*bound, *args, **kwargs)``; its
+        ``inspect.signature`` is the target's (imported when asked), so the options a
+        reader or writer takes can be checked before calling it.
     """
+    return _Deferred(module, name, bound)
 
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return getattr(importlib.import_module(module), name)(*bound, *args, **kwargs)
 
-    call.__name__ = name
-    call.__qualname__ = f"deferred({module}.{name})"
-    return call
+class _Deferred:
+    """The callable :func:`deferred` returns."""
+
+    def __init__(self, module: str, name: str, bound: tuple) -> None:
+        self.module, self.bound = module, bound
+        self.__name__ = name
+        self.__qualname__ = f"deferred({module}.{name})"
+
+    def _target(self) -> Callable[..., Any]:
+        return functools.partial(getattr(importlib.import_module(self.module), self.__name__), *self.bound)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._target()(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self._target())
 
 
 RECORD_TYPES: dict[str, type] = {

@@ -84,3 +84,11 @@ def test_grids_must_match(cli, files, tmp_path, labels, affine, words):
     assert result.exit_code == 2
     line = result.output.strip()
     assert line.startswith(f"error: {other}:") and truth_path in line and words in line
+
+
+def test_scores_instead_of_labels_name_the_file(cli, files, tmp_path):
+    _, truth_path, _, _ = files
+    scores = save(tmp_path / "scores.npz", np.random.default_rng(1).random((20, 16)))
+    result = CliRunner().invoke(cli, ["evaluate", scores, truth_path])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {scores}: holds float64 values, not integer labels"

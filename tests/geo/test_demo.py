@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import geopandas as gpd
 import numpy as np
+import pytest
 import rasterio
 from click.testing import CliRunner
 from rasterio import features
 
 from seamline.cli import get_cli
-from seamline_geo.demo import BUNDLE, SCENE
+from seamline_geo.demo import BUNDLE, OUTLINES, SCENE
 
 
 def test_demo_maps_glaciers_end_to_end(tmp_path):
@@ -35,3 +36,13 @@ def test_demo_maps_glaciers_end_to_end(tmp_path):
 
 def test_demo_bundle_is_safetensors_and_json_only():
     assert sorted(p.name for p in BUNDLE.iterdir()) == ["seamline.json", "weights.safetensors"]
+
+
+def test_evaluate_takes_polygons_as_ground_truth(tmp_path):
+    out = tmp_path / "demo"
+    demo = CliRunner().invoke(get_cli(), ["demo", "--out", str(out), "--no-progress"])
+    demo_iou = float(demo.output.split("outlines:")[1].split()[0])
+    result = CliRunner().invoke(get_cli(), ["evaluate", str(out / "glaciers.tif"), str(OUTLINES), "--classes", "2"])
+    assert result.exit_code == 0, result.output
+    table_iou = float(next(line for line in result.output.splitlines() if line.strip().startswith("1")).split()[1])
+    assert table_iou == pytest.approx(demo_iou, abs=1e-3)
