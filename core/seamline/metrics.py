@@ -161,7 +161,8 @@ class Report:
     @property
     def summary(self) -> dict[str, float]:
         """The summary figures that were computed, by name."""
-        names = [field.name for field in dataclasses.fields(self)][2:-1]
+        names = ("pixel_accuracy", "mean_accuracy", "mean_iou", "mean_dice", "mean_boundary_f1", "mean_hd95",
+                 "mean_surface_dice")  # fmt: skip
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     def to_dict(self) -> dict[str, Any]:

@@ -42,8 +42,9 @@ def _components(labels: Any, connectivity: int | None) -> tuple[da.Array, da.Arr
     """The labels, their connected components by value, and each component's size and value."""
     values = spatial_array(labels, "labels")
     components, _ = label(values, connectivity, by_value=True)
-    table = measure(components, values)[["voxels", "intensity_min"]].rename(columns={"intensity_min": "value"})
-    return values, components, table
+    table = measure(components, values).rename(columns={"intensity_min": "value"})
+    starts = [f"bbox_start_{axis}" for axis in range(values.ndim)]
+    return values, components, table[["voxels", "value", *starts]]
 
 
 def _drop(components: da.Array, values: da.Array, keep: pd.Index, count: int) -> da.Array:
@@ -67,7 +68,8 @@ def keep_largest_component(labels: Any, connectivity: int | None = None) -> Any:
     -------
     Image or dask.array.Array
         Like *labels*, lazy, with smaller components set to 0. Of equally large
-        components, the first in raster order stays.
+        components, the one whose bounding box starts first (by row, then column, ...)
+        stays, whatever the chunking.
 
     Raises
     ------
@@ -75,7 +77,9 @@ def keep_largest_component(labels: Any, connectivity: int | None = None) -> Any:
         If the Image has more than one channel or *connectivity* is not possible.
     """
     values, components, table = _components(labels, connectivity)
-    keep = table.groupby("value")["voxels"].idxmax().to_numpy() if len(table) else []
+    starts = [column for column in table if column.startswith("bbox_start_")]
+    ranked = table.sort_values(["voxels", *starts], ascending=[False] + [True] * len(starts), kind="stable")
+    keep = ranked.groupby("value").head(1).index.to_numpy()
     return like_input(_drop(components, values, pd.Index(keep), len(table)), labels)
 
 

@@ -184,6 +184,16 @@ def test_remove_small_and_keep_largest_equal_per_class_references(case, min_size
     np.testing.assert_array_equal(keep_largest_component(chunked, connectivity).compute(), largest.numpy())
 
 
+def test_keep_largest_breaks_ties_the_same_way_on_any_chunking():
+    values = np.zeros((8, 8), np.uint8)
+    values[0, 6] = values[3, 0] = values[7, 7] = 1
+    expected = np.zeros_like(values)
+    expected[0, 6] = 1  # equal sizes: the component whose box starts first (row, then column) stays
+    for chunks in ((8, 8), (4, 4), (3, 5), (1, 1)):
+        kept = keep_largest_component(da.from_array(values, chunks=chunks)).compute()
+        np.testing.assert_array_equal(kept, expected)
+
+
 def test_post_processing_keeps_the_image():
     image = Image.from_array(np.array([[[1, 1, 0, 1]]]), affine=np.diag([2.0, 3.0, 1.0]), meta={"anchor": "corner"})
     for result in (keep_largest_component(image), remove_small(image, 2), fill_holes(image)):
