@@ -272,6 +272,11 @@ def evaluate(
     InputError
         If the grids differ, labels are out of range, or an option is invalid.
 
+    Notes
+    -----
+    Each family of metrics reads the labels again (confusion, boundaries, surfaces,
+    objects); a lazy prediction is best saved and reopened (or persisted) first.
+
     Examples
     --------
     >>> import numpy as np

@@ -64,9 +64,11 @@ class PredictCommand(click.Command):
 @click.argument("input_path", metavar="INPUT", type=click.Path())
 @click.argument("out", type=click.Path())
 @click.option("--model", "-m", "model_path", required=True, type=click.Path(), help="A model bundle (dir or .zip).")
-@click.option("--tile-size", type=int, help="Tile size in pixels (default: the bundle's).")
-@click.option("--overlap", type=float, help="Tile overlap as a fraction (default: the bundle's).")
-@click.option("--batch-size", type=int, default=4, show_default=True, help="Tiles per model call.")
+@click.option("--tile-size", type=click.IntRange(min=1), help="Tile size in pixels (default: the bundle's).")
+@click.option(
+    "--overlap", type=click.FloatRange(0, 1, max_open=True), help="Tile overlap as a fraction (default: the bundle's)."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Tiles per model call.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
 @click.option("--bands", help="Bands to read, by 1-based index or name, comma-separated.")
 @click.option("--scores", is_flag=True, help="Write class probabilities instead of labels.")

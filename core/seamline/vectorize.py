@@ -219,6 +219,7 @@ def _merge(
 
 def vectorize(
     labels: Any,
+    *,
     connectivity: int = 4,
     simplify: float | None = None,
     min_area: float = 0,
@@ -259,6 +260,11 @@ def vectorize(
         If the labels are not 2D integers or the connectivity is not 4 or 8.
     PluginError
         If no plugin provides a polygon backend.
+
+    Notes
+    -----
+    The labels are read more than once (components, then polygons); a lazy prediction is
+    best saved and reopened (or persisted) first, or the model runs for each read.
     """
     array = spatial_array(labels)
     if array.ndim != 2 or not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
