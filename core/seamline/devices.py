@@ -86,7 +86,7 @@ def worker_threads() -> int | None:
 
 
 def placed(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Return *model* moved to *device*, moving it only the first time in this process.
+    """Return *model* moved to *device* (in place), moving it only when it is elsewhere.
 
     Parameters
     ----------
@@ -101,7 +101,8 @@ def placed(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         The same module, on *device*.
     """
     with _lock:
-        if _placed.get(model) != device:
+        weight = next(model.parameters(), None)  # the user may have moved the model since
+        if _placed.get(model) != device or (weight is not None and weight.device.type != device.type):
             threads = worker_threads()
             if threads is not None:
                 torch.set_num_threads(threads)
