@@ -43,6 +43,7 @@ def main() -> None:
             "tiled": True,
             "blockxsize": 128,
             "blockysize": 128,
+            "photometric": "MINISBLACK",  # four data bands, not RGB + alpha
         }
         extent = bounds(WINDOW, rgb.transform)
         with rasterio.open(TARGET / "everest_crop.tif", "w", **profile) as out:

@@ -19,12 +19,18 @@ __all__ = ["vectorize_command"]
 @click.option(
     "--connectivity", type=click.Choice(["4", "8"]), default="4", show_default=True, help="Pixel connectivity."
 )
-@click.option("--simplify", type=float, default=None, help="Simplification tolerance in CRS units (inexact).")
 @click.option(
-    "--min-area", type=float, default=0.0, show_default=True, help="Drop polygons smaller than this (CRS units²)."
+    "--simplify", type=click.FloatRange(min=0), default=None, help="Simplification tolerance in CRS units (inexact)."
+)
+@click.option(
+    "--min-area",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Drop polygons smaller than this (CRS units²).",
 )
 @click.option("--instances", is_flag=True, help="Add an instance_id column numbering the polygons.")
-@click.option("--band", type=int, default=1, show_default=True, help="The band holding the labels.")
+@click.option("--band", type=click.IntRange(min=1), default=1, show_default=True, help="The band holding the labels.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def vectorize_command(
     labels: str,
@@ -36,17 +42,26 @@ def vectorize_command(
     band: int,
     overwrite: bool,
 ) -> None:
-    """Turn the label raster LABELS into polygons in OUT (.gpkg, .parquet, .fgb, .geojson, .shp)."""
+    """Turn the label raster LABELS into polygons in OUT (.gpkg, .parquet, .fgb, .geojson, .json)."""
     import seamline
     from seamline.atomic import check_writable
+    from seamline.errors import InputError
 
-    from .polygons import check_vector_path, write_polygons
+    from .formats import check_vector_path
+    from .polygons import write_polygons
 
     check_vector_path(out)
     check_writable(out, overwrite=overwrite)
-    image = seamline.open(labels, bands=[band])
-    frame = seamline.vectorize(
-        image, connectivity=int(connectivity), simplify=simplify, min_area=min_area, instances=instances
-    )
+    image = seamline.open(labels)
+    if band > image.channels:
+        raise InputError(f"has no band {band} (it has {image.channels})", labels)
+    try:
+        frame = seamline.vectorize(
+            image[band - 1], connectivity=int(connectivity), simplify=simplify, min_area=min_area, instances=instances
+        )
+    except InputError as exc:
+        if exc.path is not None:
+            raise
+        raise InputError(exc.message, labels) from exc
     write_polygons(frame, out, overwrite=overwrite)
     click.echo(f"wrote {out} ({len(frame)} polygons, {frame['class_id'].nunique()} classes)")

@@ -37,8 +37,10 @@ def run_demo(out: Path, *, tile_size: int = 128, progress: bool = True) -> dict:
     Returns
     -------
     dict
-        Paths written and figures: classes, polygon count, glacier area in km², IoU
-        against the RGI outlines, seconds taken.
+        ``paths`` (dict of ``labels``, ``polygons``, ``preview`` to the files written),
+        ``classes`` (list of the bundle's class names), ``polygons`` (int, glacier
+        polygons), ``area_km2`` (float, glacier area), ``iou`` (float, glacier IoU
+        against the RGI outlines) and ``seconds`` (float, time taken).
     """
     import seamline
     from seamline.show import write_preview

@@ -2,17 +2,15 @@
 
 Loading the plugin imports no GDAL, geopandas or torch: formats are recognised from the
 path (:mod:`.formats`), and each registered callable imports its module (rasterio,
-geopandas, segmentation-models-pytorch) on its first call.
+geopandas, segmentation-models-pytorch) on its first call (:func:`seamline.plugins.deferred`).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from typing import Any
 
 from seamline.hookspecs import hookimpl
-from seamline.plugins import Architecture, Output, Reader, Writer
+from seamline.plugins import Architecture, Output, Reader, Writer, deferred
 
 from . import formats, recipes
 
@@ -31,23 +29,13 @@ SMP_ARCHITECTURES = (
 )
 
 
-def _deferred(module: str, name: str, *bound: Any) -> Callable[..., Any]:
-    """A function that imports ``seamline_geo.<module>`` when first called and calls *name* there."""
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return getattr(importlib.import_module(f"seamline_geo.{module}"), name)(*bound, *args, **kwargs)
-
-    call.__name__ = name
-    return call
-
-
 @hookimpl
 def seamline_readers(register: Any) -> None:
     register(
         Reader(
             name="raster",
             can_open=formats.is_raster,
-            open=_deferred("reader", "open_raster"),
+            open=deferred("seamline_geo.reader", "open_raster"),
             suffixes=formats.RASTER_SUFFIXES,
             description="GeoTIFF, COG, VRT, JPEG2000 and other GDAL rasters (rasterio), lazily by blocks",
         )
@@ -56,9 +44,10 @@ def seamline_readers(register: Any) -> None:
         Reader(
             name="vector-labels",
             can_open=formats.is_vector,
-            open=_deferred("vectors", "open_vector_labels"),
+            open=deferred("seamline_geo.vectors", "open_vector_labels"),
             suffixes=formats.VECTOR_SUFFIXES,
             description="polygons (any OGR format, GeoParquet) rasterized onto like=<Image>'s grid",
+            needs_grid=True,
         )
     )
 
@@ -69,7 +58,7 @@ def seamline_writers(register: Any) -> None:
         Writer(
             name="geotiff",
             can_save=formats.is_geotiff,
-            save=_deferred("writer", "save_geotiff"),
+            save=deferred("seamline_geo.writer", "save_geotiff"),
             suffixes=formats.GEOTIFF_SUFFIXES,
             description="Cloud-Optimized GeoTIFF (cog=False: tiled GeoTIFF), streamed window by window",
         )
@@ -82,7 +71,7 @@ def seamline_models(register: Any) -> None:
         register(
             Architecture(
                 name=f"smp.{name}",
-                build=_deferred("models", "build", name),
+                build=deferred("seamline_geo.models", "build", name),
                 spatial_dims=2,
                 description=f"segmentation-models-pytorch {name}, any encoder, any number of bands",
             )
@@ -95,8 +84,9 @@ def seamline_outputs(register: Any) -> None:
         Output(
             name="polygons",
             option="--polygons",
-            write=_deferred("polygons", "polygons_output"),
-            help="Also write the predicted labels as polygons (.gpkg, .parquet, .fgb, .geojson).",
+            write=deferred("seamline_geo.polygons", "polygons_output"),
+            check=deferred("seamline_geo.polygons", "check_polygons_output"),
+            help="Also write the predicted labels as polygons (.gpkg, .parquet, .fgb, .geojson, .json).",
         )
     )
 

@@ -5,8 +5,9 @@ module is the backend it asks for through the ``seamline_vector_backend`` hook:
 :func:`polygonize` traces one chunk with ``rasterio.features.shapes`` (GDAL's polygonize)
 in pixel coordinates, and :func:`to_frame` builds the GeoDataFrame, adding geodesic
 areas in square metres when the CRS is geographic. :func:`write_polygons` saves a table to
-any vector format GDAL writes (GeoPackage, FlatGeobuf, GeoJSON, ...) or to GeoParquet,
-atomically; :func:`polygons_output` is the ``--polygons`` product of ``seamline predict``.
+a single-file format (GeoPackage, FlatGeobuf, GeoJSON or GeoParquet), atomically;
+:func:`polygons_output` is the ``--polygons`` product of ``seamline predict``, and
+:func:`check_polygons_output` vets its path and input before any work.
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ from seamline.errors import InputError
 from seamline.image import Image
 from seamline.vectorize import VectorBackend, vectorize
 
-from .formats import VECTOR_SUFFIXES, is_vector
+from .formats import check_vector_path
 
 # Chunks are traced in pixel coordinates on purpose (the affine comes after merging). A
 # filter, not catch_warnings: tracing runs in threads, and catch_warnings is not thread-safe.
 warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio.features")
 
-__all__ = ["backend", "polygonize", "to_frame", "check_vector_path", "write_polygons", "polygons_output"]
+__all__ = ["backend", "polygonize", "to_frame", "write_polygons", "polygons_output", "check_polygons_output"]
 
 
 def _from_geojson(shapes: Iterable[tuple[dict, float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -115,12 +116,6 @@ def to_frame(columns: dict[str, Any], geometry: np.ndarray, crs: Any) -> gpd.Geo
 backend = VectorBackend(polygonize=polygonize, to_frame=to_frame)
 
 
-def check_vector_path(path: str | os.PathLike) -> None:
-    """Raise an InputError unless *path* has a vector format's suffix (before any work is done)."""
-    if not is_vector(path):
-        raise InputError(f"unknown vector format; use one of {', '.join(VECTOR_SUFFIXES)}", path)
-
-
 def write_polygons(frame: gpd.GeoDataFrame, path: str | os.PathLike, *, overwrite: bool = False) -> None:
     """Write a GeoDataFrame to a vector file, atomically; the suffix chooses the format.
 
@@ -129,23 +124,23 @@ def write_polygons(frame: gpd.GeoDataFrame, path: str | os.PathLike, *, overwrit
     frame : geopandas.GeoDataFrame
         The polygons.
     path : str or os.PathLike
-        ``.gpkg``, ``.parquet`` (GeoParquet), ``.fgb``, ``.geojson`` or ``.shp``.
+        ``.gpkg``, ``.parquet`` (GeoParquet), ``.fgb``, ``.geojson`` or ``.json``.
     overwrite : bool
         Replace an existing file.
 
     Raises
     ------
     InputError
-        If the suffix is not a vector format.
+        If the suffix is not one of those.
     OutputExistsError
         If *path* exists and *overwrite* is false.
     """
-    check_vector_path(path)
+    driver = check_vector_path(path)
     with atomic_output(path, overwrite=overwrite) as tmp:
-        if tmp.suffix.lower() == ".parquet":
+        if driver is None:
             frame.to_parquet(tmp)
         else:
-            frame.to_file(tmp, engine="pyogrio", layer=Path(path).stem)
+            frame.to_file(tmp, driver=driver, engine="pyogrio", layer=Path(path).stem)
 
 
 def polygons_output(
@@ -165,3 +160,23 @@ def polygons_output(
         Replace an existing file.
     """
     write_polygons(vectorize(labels), path, overwrite=overwrite)
+
+
+def check_polygons_output(path: str | os.PathLike, image: Image) -> None:
+    """Check, before any work, that ``--polygons`` can write *path* for the input *image*.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The vector file asked for.
+    image : Image
+        The (unread) input of ``seamline predict``.
+
+    Raises
+    ------
+    InputError
+        If the suffix is not a polygon format, or the image is not 2D.
+    """
+    check_vector_path(path)
+    if image.ndim != 2:
+        raise InputError(f"polygons need a 2D image; the input has spatial shape {image.spatial_shape}", path)

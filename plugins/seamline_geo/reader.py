@@ -9,29 +9,32 @@ threads and on dask.distributed alike and holds no open handle.
 The Image keeps what the file says about its pixels: ``nodata`` (NaN once scale and
 offset were applied, which also turns the data into float32), a validity ``mask`` when
 the file has an internal or external mask band, ``band_names`` (band descriptions,
-else ``"B<index>"``), and ``class_names``/``colors`` for label rasters seamline wrote.
+else ``"band<index>"``, never a sensor's ``"B<n>"``), ``class_names``/``colors`` for
+label rasters seamline wrote, and the file's ``path``. A file, or a tile of it, that GDAL
+cannot read is an :class:`~seamline.errors.InputError` naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dask.array as da
 import numpy as np
 import rasterio
 from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
 from rasterio.enums import MaskFlags
+from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from seamline.errors import InputError
 from seamline.image import Image
 
-from .grid import affine_from_transform, to_pyproj
+from .grid import affine_from_transform, from_windows, to_pyproj
 
 __all__ = ["open_raster"]
 
@@ -76,41 +79,44 @@ def _band_indexes(dataset: Any, bands: Sequence[int | str] | None, path: str) ->
 
 
 def _band_names(dataset: Any, indexes: Sequence[int]) -> list[str]:
-    return [dataset.descriptions[i - 1] or f"B{i}" for i in indexes]
+    return [dataset.descriptions[i - 1] or f"band{i}" for i in indexes]
+
+
+@contextlib.contextmanager
+def _window_of(path: str, window: tuple[int, int, int, int]) -> Iterator[tuple[Any, Window]]:
+    """Open *path* for reading *window*; a tile GDAL cannot decode is an InputError naming the file."""
+    row, col, height, width = window
+    try:
+        with rasterio.open(path) as dataset:
+            yield dataset, Window(col, row, width, height)
+    except RasterioIOError as exc:
+        detail = exc.__cause__ or exc
+        problem = f"is corrupt or unreadable in rows {row}-{row + height}, cols {col}-{col + width} ({detail})"
+        raise InputError(problem, path) from exc
 
 
 def _read_window(
     path: str, indexes: list[int], scales: tuple[np.ndarray, np.ndarray] | None, window: tuple[int, int, int, int]
 ) -> np.ndarray:
-    row, col, height, width = window
-    with rasterio.open(path) as dataset:
-        data = dataset.read(indexes, window=Window(col, row, width, height))
+    with _window_of(path, window) as (dataset, where):
+        data = dataset.read(indexes, window=where)
         if scales is None:
             return data
-        valid = dataset.read_masks(indexes, window=Window(col, row, width, height)) > 0
+        valid = dataset.read_masks(indexes, window=where) > 0
     out = data.astype(np.float32) * scales[0][:, None, None] + scales[1][:, None, None]
     out[~valid] = np.nan
     return out
 
 
 def _read_mask(path: str, window: tuple[int, int, int, int]) -> np.ndarray:
-    row, col, height, width = window
-    with rasterio.open(path) as dataset:
-        return dataset.dataset_mask(window=Window(col, row, width, height))[None] > 0
+    with _window_of(path, window) as (dataset, where):
+        return dataset.dataset_mask(window=where)[None] > 0
 
 
-def _lazy(path: str, reader: Any, args: tuple, shape: tuple[int, ...], chunks: tuple, dtype: Any) -> da.Array:
+def _lazy(path: str, reader: Any, args: tuple, bands: int, chunks: tuple, dtype: Any) -> da.Array:
     """A dask array whose every chunk is ``reader(path, *args, window)``."""
     name = f"read-{os.path.basename(path)}-{tokenize(path, os.path.getmtime(path), reader.__name__, args, chunks)}"
-    row_starts = np.cumsum((0, *chunks[0][:-1]))
-    col_starts = np.cumsum((0, *chunks[1][:-1]))
-    graph = {
-        (name, 0, i, j): (reader, path, *args, (int(r), int(c), int(h), int(w)))
-        for i, (r, h) in enumerate(zip(row_starts, chunks[0], strict=True))
-        for j, (c, w) in enumerate(zip(col_starts, chunks[1], strict=True))
-    }
-    hlg = HighLevelGraph.from_collections(name, graph, dependencies=())
-    return da.Array(hlg, name, ((shape[0],), *chunks), dtype=dtype)
+    return from_windows(name, lambda window: (reader, path, *args, window), chunks, bands, dtype)
 
 
 def open_raster(path: str | os.PathLike, chunks: Any = None, *, bands: Sequence[int | str] | None = None) -> Image:
@@ -124,19 +130,21 @@ def open_raster(path: str | os.PathLike, chunks: Any = None, *, bands: Sequence[
         Spatial chunk size in pixels; by default whole internal blocks adding up to about
         a million pixels.
     bands : sequence of int or str, optional
-        Bands to read, by 1-based index or by name (band description); all by default.
+        Bands to read, by 1-based index or by name (the band description, else
+        ``"band<index>"``); all by default.
 
     Returns
     -------
     Image
         Shaped ``(bands, rows, cols)``, with the file's affine and CRS (a ``pyproj.CRS``,
         or None), and ``meta`` holding ``nodata``, ``band_names``, ``anchor="corner"``,
-        and where present ``mask``, ``class_names`` and ``colors``.
+        ``path``, and where present ``mask``, ``class_names`` and ``colors``.
 
     Raises
     ------
     InputError
-        If GDAL cannot open the file or a band does not exist.
+        If GDAL cannot open the file or a band does not exist; when computed, if a tile
+        of the file cannot be read.
     """
     path = os.fspath(path)
     try:
@@ -151,16 +159,17 @@ def open_raster(path: str | os.PathLike, chunks: Any = None, *, bands: Sequence[
         scales = np.array([dataset.scales[i - 1] for i in indexes]), np.array([dataset.offsets[i - 1] for i in indexes])
         rescale = bool(np.any(scales[0] != 1) or np.any(scales[1] != 0))
         dtype = np.dtype(np.float32) if rescale else np.dtype(dataset.dtypes[indexes[0] - 1])
-        data = _lazy(path, _read_window, (indexes, scales if rescale else None), shape, dims, dtype)
+        data = _lazy(path, _read_window, (indexes, scales if rescale else None), len(indexes), dims, dtype)
         nodata = dataset.nodatavals[indexes[0] - 1]
         meta: dict[str, Any] = {
             "nodata": float("nan") if rescale and nodata is not None else nodata,
             "band_names": _band_names(dataset, indexes),
             "anchor": "corner",
+            "path": path,
         }
         flags = dataset.mask_flag_enums[indexes[0] - 1]
         if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
-            meta["mask"] = _lazy(path, _read_mask, (), (1, *shape[1:]), dims, np.dtype(bool))
+            meta["mask"] = _lazy(path, _read_mask, (), 1, dims, np.dtype(bool))
         tags = dataset.tags()
         if CLASS_NAMES_TAG in tags:
             meta["class_names"] = {int(k): v for k, v in json.loads(tags[CLASS_NAMES_TAG]).items()}

@@ -25,12 +25,11 @@ import pandas as pd
 import rasterio.features
 import shapely
 from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
 
 from seamline.errors import InputError
 from seamline.image import Image, window_affine
 
-from .grid import to_pyproj, transform_from_affine
+from .grid import from_windows, to_pyproj, transform_from_affine
 
 __all__ = ["open_vector_labels", "rasterize_window"]
 
@@ -78,6 +77,20 @@ def rasterize_window(
     shapes: list[tuple[Any, int]], window: tuple[int, int, int, int], affine: np.ndarray, dtype: str, all_touched: bool
 ) -> np.ndarray:
     """Burn *shapes* into one window ``(row, col, height, width)`` of the grid *affine*.
+
+    Parameters
+    ----------
+    shapes : list of (shapely.Geometry, int)
+        Geometries in the grid's world coordinates and the value each burns; later ones
+        win where they overlap.
+    window : (int, int, int, int)
+        ``(row, col, height, width)`` of the window in the grid.
+    affine : numpy.ndarray
+        The grid's 3x3 ``(row, col) -> (x, y)`` affine.
+    dtype : str
+        The dtype of the labels.
+    all_touched : bool
+        Burn every pixel a geometry touches, not only those whose centre it covers.
 
     Returns
     -------
@@ -151,18 +164,19 @@ def open_vector_labels(
     dtype = np.min_scalar_type(max(int(values.max(initial=0)), 1)) if values.min(initial=0) >= 0 else np.int32
     dtype = np.dtype(dtype if np.dtype(dtype).itemsize <= 4 else np.int64).name
     spatial = like.data.chunks[1:] if chunks is None else da.core.normalize_chunks(chunks, (height, width))
-    name = f"rasterize-{tokenize(path, os.path.getmtime(path), like.affine, spatial, attribute, classes, all_touched)}"
     geometries = frame.geometry.values
-    graph = {}
-    row_starts, col_starts = (np.cumsum((0, *sizes[:-1])) for sizes in spatial)
-    for i, (row, h) in enumerate(zip(row_starts, spatial[0], strict=True)):
-        for j, (col, w) in enumerate(zip(col_starts, spatial[1], strict=True)):
-            window = (int(row), int(col), int(h), int(w))
-            box = corners * [h, w, 1] + [row, col, 0]
-            hits = np.sort(tree.query(shapely.Polygon((like.affine @ box.T)[:2].T)))
-            shapes = [(geometries[k], int(values[k])) for k in hits]
-            graph[(name, 0, i, j)] = (rasterize_window, shapes, window, like.affine, dtype, all_touched)
-    data = da.Array(HighLevelGraph.from_collections(name, graph, dependencies=()), name, ((1,), *spatial), dtype=dtype)
+    crs_wkt = None if target_crs is None else target_crs.to_wkt()
+    burned = (shapely.to_wkb(geometries).tolist(), values, like.affine, crs_wkt, spatial, all_touched, dtype)
+    name = f"rasterize-{os.path.basename(path)}-{tokenize(*burned)}"
+
+    def task(window: tuple[int, int, int, int]) -> tuple:
+        row, col, h, w = window
+        box = corners * [h, w, 1] + [row, col, 0]
+        hits = np.sort(tree.query(shapely.Polygon((like.affine @ box.T)[:2].T)))
+        shapes = [(geometries[k], int(values[k])) for k in hits]
+        return (rasterize_window, shapes, window, like.affine, dtype, all_touched)
+
+    data = from_windows(name, task, spatial, 1, dtype)
     meta: dict[str, Any] = {"nodata": None, "anchor": "corner", "band_names": [attribute or "label"]}
     if names:
         meta["class_names"] = {0: "background", **names}

@@ -3,21 +3,23 @@
 The lazy image is rechunked onto tile boundaries and stored with one ``da.store``: each
 chunk is written to its window by the task that computed it, one writer at a time, so
 memory is bounded by the chunks in flight, never by the raster, and a prediction runs
-every tile once. By
-default a ``.tif`` is written as a COG: the tiles go to a temporary tiled GeoTIFF beside
-the target, and GDAL's COG driver then copies it (block by block) into the final layout
-with overviews. ``cog=False`` skips that second pass and leaves a plain tiled GeoTIFF.
+every tile once. By default a ``.tif`` is written as a COG: the tiles go to a temporary
+tiled GeoTIFF beside the target, and GDAL's COG driver then copies it (block by block)
+into the final layout with overviews. ``cog=False`` skips that second pass and leaves a plain tiled GeoTIFF.
 
 Label rasters (integer data with ``class_names`` or ``colors`` in ``meta``) get a colour
 table and their class names in the ``SEAMLINE_CLASS_NAMES`` tag (JSON), which the reader
 turns back into ``meta``. Overviews use nearest-neighbour resampling for integer data
-(labels keep their values) and averaging for floating-point data (scores).
+(labels keep their values) and averaging for floating-point data (scores). Every band is
+written as data (photometric MINISBLACK): GDAL would otherwise tag three or four uint8
+bands as RGB(A), and a fourth band (near-infrared) would read back as a transparency mask.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import uuid
 from pathlib import Path
@@ -37,7 +39,10 @@ from seamline.image import Image
 from .grid import to_rasterio_crs, transform_from_affine
 from .reader import CLASS_NAMES_TAG
 
-__all__ = ["save_geotiff"]
+__all__ = ["save_geotiff", "COMPRESSIONS"]
+
+# Lossless codecs both GDAL's GTiff and COG drivers write (labels must keep their values).
+COMPRESSIONS = ("deflate", "zstd", "lzw", "lzma", "packbits", "none")
 
 
 def _aligned(data: Any, blocksize: int) -> Any:
@@ -94,6 +99,7 @@ def _profile(image: Image, dtype: np.dtype, compress: str, blocksize: int, nodat
         "blockysize": blocksize,
         "compress": compress,
         "interleave": "band",
+        "photometric": "MINISBLACK",
         "BIGTIFF": "IF_SAFER",
     }
 
@@ -135,23 +141,28 @@ def save_geotiff(
     cog : bool
         Write a Cloud-Optimized GeoTIFF with overviews (default); False writes a tiled GeoTIFF.
     compress : str
-        GDAL compression: ``"deflate"`` (default), ``"zstd"``, ``"lzw"``, ``"none"``.
+        Lossless GDAL compression: ``"deflate"`` (default), ``"zstd"``, ``"lzw"``,
+        ``"lzma"``, ``"packbits"`` or ``"none"``.
     nodata : float, optional
         The nodata value; ``image.meta["nodata"]`` by default.
     blocksize : int
-        Tile size in pixels (a multiple of 16).
+        Tile size in pixels (a positive multiple of 16).
 
     Raises
     ------
     InputError
-        If the image is not 2D, or the blocksize is not a multiple of 16.
+        If the image is not 2D, the blocksize is not a positive multiple of 16, or the
+        compression is unknown (all checked before anything is opened).
     OutputExistsError
         If *path* exists and *overwrite* is false.
     """
     if image.ndim != 2:
         raise InputError(f"GeoTIFF holds 2D images, got spatial shape {image.spatial_shape}", path)
-    if blocksize % 16:
-        raise InputError(f"blocksize must be a multiple of 16, got {blocksize}", path)
+    if not isinstance(blocksize, numbers.Integral) or blocksize <= 0 or blocksize % 16:
+        raise InputError(f"blocksize must be a positive multiple of 16, got {blocksize!r}", path)
+    if str(compress).lower() not in COMPRESSIONS:
+        raise InputError(f"unknown compression {compress!r}; use one of {', '.join(COMPRESSIONS)}", path)
+    compress = compress.lower()
     dtype = np.dtype(np.uint8) if image.dtype == bool else np.dtype(image.dtype)
     nodata = image.meta.get("nodata") if nodata is None else nodata
     profile = _profile(image, dtype, compress, blocksize, nodata)

@@ -29,11 +29,12 @@ def stats_command(
     import seamline
     from seamline.atomic import check_writable
 
-    from .stats import organ_statistics, write_statistics
+    from .stats import check_stats_output, organ_statistics, write_statistics
 
     if out:
         check_writable(out, overwrite=overwrite)
     label_image = seamline.open(labels)
+    check_stats_output(out, label_image)
     intensity = seamline.open(image) if image else None
     table = organ_statistics(label_image, intensity, names, names_key=names_key)
     if out:

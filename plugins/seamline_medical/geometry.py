@@ -166,7 +166,8 @@ def resample(image: Image, shape: Sequence[int], affine: np.ndarray, *, order: i
     kernel = zoom if np.array_equal(matrix, np.diag(zoom)) else matrix
     source = image.data.rechunk({0: -1})
     dtype = source.dtype if order == 0 else np.result_type(source.dtype, np.float32)
-    chunks = da.core.normalize_chunks("auto", shape, limit=BLOCK_VOXELS * 4, dtype=np.float32)
+    limit = max(1, BLOCK_VOXELS // image.channels) * 4
+    chunks = da.core.normalize_chunks("auto", shape, limit=limit, dtype=np.float32)
     bounds = [np.cumsum((0, *c)) for c in chunks]
     source_bounds = [np.cumsum((0, *c)) for c in source.chunks[1:]]
     extent = np.asarray(image.spatial_shape)
@@ -189,11 +190,15 @@ def resample(image: Image, shape: Sequence[int], affine: np.ndarray, *, order: i
 
 def _check_rank(image: Image, card: Any) -> None:
     """A 3D model needs a volume: not a 2D image, nor a volume one slice thick."""
-    if getattr(card, "spatial_dims", None) == 3 and (image.ndim != 3 or 1 in image.spatial_shape):
-        raise InputError(
-            f"a 2D image (shape {image.shape}) cannot go through a 3D model; it needs a volume",
-            image.meta.get("path"),
-        )
+    if getattr(card, "spatial_dims", None) != 3:
+        return
+    if image.ndim != 3:
+        what = f"a {image.ndim}D image (shape {image.shape})"
+    elif 1 in image.spatial_shape:
+        what = f"a volume one slice thick (shape {image.shape})"
+    else:
+        return
+    raise InputError(f"{what} cannot go through a 3D model; it needs a volume", image.meta.get("path"))
 
 
 def _target_spacing(image: Image, target: Sequence[float] | None) -> tuple[float, ...] | None:

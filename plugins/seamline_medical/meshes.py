@@ -25,7 +25,7 @@ from seamline.image import Image
 
 from .stats import measure_labels
 
-__all__ = ["label_mesh", "write_meshes", "write_stl", "write_obj", "MESH_FORMATS"]
+__all__ = ["label_mesh", "write_meshes", "write_stl", "write_obj", "check_meshes_output", "MESH_FORMATS"]
 
 MESH_FORMATS = ("stl", "obj")
 _STL_TRIANGLE = np.dtype([("normal", "<f4", 3), ("vertices", "<f4", (3, 3)), ("attribute", "<u2")])
@@ -153,8 +153,7 @@ def write_meshes(
     """
     if format not in MESH_FORMATS:
         raise InputError(f"unknown mesh format {format!r}; one of {', '.join(MESH_FORMATS)}")
-    if labels.ndim != 3:
-        raise InputError(f"meshes need a 3D label volume, got {labels.ndim}D", labels.meta.get("path"))
+    check_meshes_output(directory, labels)
     names = names if names is not None else labels.meta.get("class_names") or {}
     table = measure_labels(labels)
     write = write_stl if format == "stl" else write_obj
@@ -168,6 +167,25 @@ def write_meshes(
             write(vertices, faces, tmp / file_name)
             written.append(os.fspath(Path(directory) / file_name))
     return written
+
+
+def check_meshes_output(path: str | os.PathLike, image: Image) -> None:
+    """Check, before any work, that meshes can be made from *image*: it must be a 3D volume.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The directory the meshes go to.
+    image : Image
+        The (lazy, unread) input of ``seamline predict``, or the label volume.
+
+    Raises
+    ------
+    InputError
+        If *image* is not 3D (a 2D scene has no surfaces), naming its file.
+    """
+    if image.ndim != 3:
+        raise InputError(f"meshes need a 3D volume, got a {image.ndim}D image", image.meta.get("path"))
 
 
 def write_meshes_output(

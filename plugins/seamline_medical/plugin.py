@@ -2,8 +2,10 @@
 
 Each hook only registers records; the work lives in the modules named by idea
 (:mod:`.nifti`, :mod:`.geometry`, :mod:`.stats`, :mod:`.meshes`, :mod:`.models`,
-:mod:`.transunet`, :mod:`.slices`, :mod:`.normalization`, :mod:`.commands`). Nothing here
-imports torch or MONAI: model builders import them when called.
+:mod:`.transunet`, :mod:`.slices`, :mod:`.presets`, :mod:`.commands`). Loading the plugin
+imports no nibabel, scipy, pandas, scikit-image, torch or MONAI: NIfTI files are
+recognised from the path (:mod:`.formats`), and each registered callable imports its
+module on its first call (:func:`seamline.plugins.deferred`).
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from seamline.hookspecs import hookimpl
-from seamline.plugins import Architecture, Output, Reader, Writer
+from seamline.plugins import Architecture, Output, Reader, Writer, deferred
 
-from . import geometry, meshes, models, nifti, normalization, stats
+from . import formats, models, presets
 
 
 @hookimpl
@@ -21,9 +23,9 @@ def seamline_readers(register: Any) -> None:
     register(
         Reader(
             name="nifti",
-            can_open=nifti.can_open,
-            open=nifti.open_nifti,
-            suffixes=nifti.SUFFIXES,
+            can_open=formats.can_open,
+            open=deferred("seamline_medical.nifti_read", "open_nifti"),
+            suffixes=formats.SUFFIXES,
             description="NIfTI-1/NIfTI-2 volumes through nibabel, lazily (memory-mapped .nii)",
         )
     )
@@ -34,9 +36,9 @@ def seamline_writers(register: Any) -> None:
     register(
         Writer(
             name="nifti",
-            can_save=nifti.can_save,
-            save=nifti.save_nifti,
-            suffixes=nifti.SUFFIXES,
+            can_save=formats.can_save,
+            save=deferred("seamline_medical.nifti_write", "save_nifti"),
+            suffixes=formats.SUFFIXES,
             description="NIfTI volumes, streamed, source header kept; labels with a label table",
         )
     )
@@ -66,23 +68,25 @@ def seamline_outputs(register: Any) -> None:
         Output(
             name="stats",
             option="--stats",
-            write=stats.write_stats_output,
+            write=deferred("seamline_medical.stats", "write_stats_output"),
             help="Write per-label statistics (voxels, volume in mL, centroid, bbox) to STATS.csv or .json.",
+            check=deferred("seamline_medical.stats", "check_stats_output"),
         )
     )
     register(
         Output(
             name="meshes",
             option="--meshes",
-            write=meshes.write_meshes_output,
+            write=deferred("seamline_medical.meshes", "write_meshes_output"),
             help="Write one surface mesh per label (binary STL, world mm) into this directory.",
+            check=deferred("seamline_medical.meshes", "check_meshes_output"),
         )
     )
 
 
 @hookimpl
 def seamline_recipes(register: Any) -> None:
-    for recipe in normalization.RECIPES:
+    for recipe in presets.RECIPES:
         register(recipe)
 
 
@@ -95,4 +99,4 @@ def seamline_commands(cli: Any) -> None:
 
 @hookimpl
 def seamline_prepare_input(image: Any, card: Any) -> Any:
-    return geometry.prepare_input(image, card)
+    return deferred("seamline_medical.geometry", "prepare_input")(image, card)

@@ -7,6 +7,11 @@ voxel volume ``|det(affine[:3, :3])|`` mm³, divided by 1000), its centroid in w
 millimetres (RAS), its bounding box in voxel indices, and the mean intensity of the
 input volume under it. Names come from the label volume's own label table, or from a
 JSON file (:func:`load_names`). :func:`write_statistics` saves the table as CSV or JSON.
+
+Millilitres and millimetres need a volume in world millimetres (a NIfTI volume, whose
+``meta["anchor"]`` is ``"center"``), and labels: a volume with negative values, or with
+more than :data:`MAX_UNDECLARED_LABELS` distinct values and nothing that declares it a
+label volume (names, or the NIfTI intent ``label``), is an intensity volume and refused.
 """
 
 from __future__ import annotations
@@ -33,12 +38,16 @@ __all__ = [
     "check_same_grid",
     "measure_labels",
     "write_stats_output",
+    "check_stats_output",
     "STATS_SUFFIXES",
+    "MAX_UNDECLARED_LABELS",
 ]
 
 STATS_SUFFIXES = (".csv", ".json")
 #: Voxels per block that :func:`seamline.measure.measure` works on (it holds tens of bytes per voxel of a block).
 MEASURE_VOXELS = 2**18
+#: More distinct values than this, in a volume not declared a label volume, is an intensity volume.
+MAX_UNDECLARED_LABELS = 1000
 
 
 def load_names(path: str | os.PathLike, key: str | None = None, *, ids: Any = None) -> dict[int, str]:
@@ -110,6 +119,53 @@ def check_same_grid(labels: Image, image: Image) -> None:
         )
 
 
+def _stats_suffix(path: str | os.PathLike) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in STATS_SUFFIXES:
+        raise InputError(f"statistics are written as {' or '.join(STATS_SUFFIXES)}", path)
+    return suffix
+
+
+def check_stats_output(path: str | os.PathLike | None, image: Image) -> None:
+    """Check, before any work, that statistics of *image* can be written to *path*.
+
+    Parameters
+    ----------
+    path : str or os.PathLike or None
+        The statistics file (``.csv`` or ``.json``); None checks *image* only.
+    image : Image
+        The (lazy, unread) volume whose labels are measured: the input of
+        ``seamline predict``, or the label volume of ``seamline stats``.
+
+    Raises
+    ------
+    InputError
+        If the suffix is neither, or *image* is not a volume in world millimetres
+        (``meta["anchor"] != "center"``, e.g. a raster), naming the file at fault.
+    """
+    if path is not None:
+        _stats_suffix(path)
+    if image.meta.get("anchor") != "center":
+        raise InputError(
+            "is not a volume in world millimetres (NIfTI); statistics in mL and mm need one", image.meta.get("path")
+        )
+
+
+def _check_labels(labels: Image, ids: pd.Index) -> None:
+    """Refuse what is an intensity volume: negative ids, or too many undeclared ones."""
+    path = labels.meta.get("path")
+    if len(ids) and ids.min() < 0:
+        raise InputError(f"has negative values (down to {ids.min()}): an intensity volume, not labels", path)
+    header = labels.meta.get("nifti_header")
+    declared = bool(labels.meta.get("class_names")) or (header is not None and header.get_intent()[0] == "label")
+    if len(ids) > MAX_UNDECLARED_LABELS and not declared:
+        raise InputError(
+            f"has {len(ids)} distinct values and is not marked as labels (NIfTI intent 'label'): "
+            "an intensity volume, not labels",
+            path,
+        )
+
+
 def measure_labels(labels: Image, image: Image | None = None) -> pd.DataFrame:
     """:func:`seamline.measure.measure` on blocks of at most :data:`MEASURE_VOXELS` voxels.
 
@@ -167,13 +223,16 @@ def organ_statistics(
     Raises
     ------
     InputError
-        If the labels are not integers or *image* is on another grid.
+        If the labels are not integers, look like intensities (negative values, or
+        more than :data:`MAX_UNDECLARED_LABELS` distinct values with neither names nor
+        a label intent), or *image* is on another grid.
     """
     if not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"labels must be integers, got {labels.dtype}", labels.meta.get("path"))
     if image is not None:
         check_same_grid(labels, image)
     table = measure_labels(labels, image[0] if image is not None else None)
+    _check_labels(labels, table.index)
     if isinstance(names, str | os.PathLike):
         names = load_names(names, names_key, ids=table.index)
     names = names if names is not None else labels.meta.get("class_names") or {}
@@ -225,9 +284,7 @@ def write_statistics(table: pd.DataFrame, path: str | os.PathLike, *, overwrite:
     InputError
         If the suffix is neither, or the file exists and *overwrite* is false.
     """
-    suffix = Path(path).suffix.lower()
-    if suffix not in STATS_SUFFIXES:
-        raise InputError(f"statistics are written as {' or '.join(STATS_SUFFIXES)}", path)
+    suffix = _stats_suffix(path)
     with atomic_output(path, overwrite=overwrite) as tmp:
         if suffix == ".csv":
             table.to_csv(tmp, index=False)

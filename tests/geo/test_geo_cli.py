@@ -6,12 +6,16 @@ import geopandas as gpd
 import numpy as np
 import pyproj
 import pytest
+import shapely
 from affine import Affine
 from click.testing import CliRunner
 
 import seamline
 from seamline.cli import get_cli
+from seamline_geo.demo import BUNDLE, SCENE
 from seamline_geo.grid import affine_from_transform
+from seamline_geo.polygons import write_polygons
+from tests.geo.test_raster_io import corrupt_tiles
 
 
 @pytest.fixture
@@ -28,7 +32,7 @@ def labels_tif(tmp_path):
     return tmp_path / "labels.tif"
 
 
-@pytest.mark.parametrize("suffix", [".gpkg", ".parquet", ".fgb", ".geojson"])
+@pytest.mark.parametrize("suffix", [".gpkg", ".parquet", ".fgb", ".geojson", ".json"])
 def test_vectorize_writes_each_format(tmp_path, labels_tif, suffix):
     out = tmp_path / f"fields{suffix}"
     result = CliRunner().invoke(get_cli(), ["vectorize", str(labels_tif), str(out), "--instances"])
@@ -55,3 +59,71 @@ def test_existing_output_and_bad_input_are_one_line_errors(tmp_path, labels_tif)
     assert result.output.startswith(f"error: {broken}:") and result.output.count("\n") == 1
     wrong = runner.invoke(get_cli(), ["vectorize", str(labels_tif), str(tmp_path / "x.csv")])
     assert wrong.exit_code == 2 and "vector format" in wrong.output
+
+
+def one_line_error(result, path, problem):
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {path}: {problem}") and result.output.count("\n") == 1, result.output
+
+
+@pytest.mark.parametrize("suffix", [".shp", ".kml", ".gml", ".csv"])
+def test_multi_file_and_unknown_vector_formats_are_refused_leaving_nothing(tmp_path, labels_tif, suffix):
+    out = tmp_path / f"fields{suffix}"
+    result = CliRunner().invoke(get_cli(), ["vectorize", str(labels_tif), str(out)])
+    one_line_error(result, out, "unsupported vector format for polygons")
+    assert ".gpkg, .fgb, .geojson, .json, .parquet" in result.output
+    frame = gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1, 1)], crs=32616)
+    with pytest.raises(seamline.InputError, match="unsupported vector format"):
+        write_polygons(frame, out)
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.tif"]
+
+
+def test_vectorize_options_and_inputs_are_one_line_errors_naming_the_file(tmp_path, labels_tif):
+    out = tmp_path / "x.gpkg"
+
+    def vectorize(labels, *options):
+        return CliRunner().invoke(get_cli(), ["vectorize", str(labels), str(out), *options])
+
+    for option in ("--simplify", "--min-area"):
+        result = vectorize(labels_tif, option, "-1")
+        assert result.exit_code == 2 and "-1" in result.output and "Traceback" not in result.output
+    labels = seamline.open(labels_tif)
+    scores = tmp_path / "scores.tif"
+    seamline.save(labels.replace(data=labels.data.astype("float32")), scores)
+    one_line_error(vectorize(scores), scores, "vectorize takes a 2D integer label raster")
+    tiles = corrupt_tiles(tmp_path / "tiles.tif")
+    one_line_error(vectorize(tiles), tiles, "is corrupt or unreadable")
+    one_line_error(vectorize(labels_tif, "--band", "2"), labels_tif, "has no band 2")
+    assert not out.exists()
+
+
+def test_vectorize_picks_a_band_whatever_the_reader(tmp_path, labels_tif):
+    two = tmp_path / "two.tif"
+    labels = seamline.open(labels_tif)
+    seamline.save(labels.replace(data=labels.data[[0, 0]] * [[[0]], [[1]]]), two)
+    result = CliRunner().invoke(get_cli(), ["vectorize", str(two), str(tmp_path / "b2.gpkg"), "--band", "2"])
+    assert result.exit_code == 0, result.output
+    assert sorted(gpd.read_file(tmp_path / "b2.gpkg").class_id) == [1, 1, 2]
+    nibabel = pytest.importorskip("nibabel")
+    volume = tmp_path / "volume.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(np.ones((8, 8, 4), np.uint8), np.eye(4)), volume)
+    result = CliRunner().invoke(get_cli(), ["vectorize", str(volume), str(tmp_path / "v.gpkg")])
+    one_line_error(result, volume, "vectorize takes a 2D integer label raster")
+
+
+@pytest.mark.parametrize("polygons", ["p.xyz", "p.shp"])
+def test_predict_refuses_a_bad_polygons_path_before_any_work(tmp_path, polygons):
+    out, path = tmp_path / "out.tif", tmp_path / polygons
+    args = ["predict", str(SCENE), str(out), "-m", str(BUNDLE), "--polygons", str(path), "--no-progress"]
+    one_line_error(CliRunner().invoke(get_cli(), args), path, "unsupported vector format for polygons")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_predict_refuses_polygons_of_a_volume_before_any_work(tmp_path):
+    nibabel = pytest.importorskip("nibabel")
+    volume = tmp_path / "volume.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(np.zeros((8, 8, 4), np.float32), np.eye(4)), volume)
+    out, path = tmp_path / "out.nii.gz", tmp_path / "p.gpkg"
+    args = ["predict", str(volume), str(out), "-m", str(BUNDLE), "--polygons", str(path), "--no-progress"]
+    one_line_error(CliRunner().invoke(get_cli(), args), path, "polygons need a 2D image")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["volume.nii.gz"]

@@ -12,9 +12,11 @@ import rasterio
 import rasterio.shutil
 import torch
 from affine import Affine
+from rasterio.enums import ColorInterp, MaskFlags
 from rio_cogeo.cogeo import cog_validate
 
 import seamline
+from seamline_geo.demo import SCENE
 from seamline_geo.grid import affine_from_transform, to_pyproj, transform_from_affine
 from tests.conftest import data_file
 
@@ -86,6 +88,7 @@ def test_band_selection_by_index_and_name(tmp_path):
     path = write_raster(tmp_path / "bands.tif", data, descriptions=["red", "green", "blue", "nir"])
     image = seamline.open(path, bands=["nir", 1])
     assert image.meta["band_names"] == ["nir", "red"]
+    assert image.meta["path"] == str(path)
     assert image.data[:, 0, 0].compute().tolist() == [4, 1]
     with pytest.raises(seamline.InputError, match="no band named 'swir'"):
         seamline.open(path, bands=["swir"])
@@ -117,11 +120,91 @@ def test_vrt_reads(tmp_path):
     np.testing.assert_array_equal(seamline.open(tmp_path / "a.vrt").data.compute(), seamline.open(path).data.compute())
 
 
+def test_unnamed_bands_are_band1_to_bandN_not_sensor_names(tmp_path):
+    path = write_raster(tmp_path / "rgb.tif", np.stack([np.full((16, 16), v, np.uint8) for v in (1, 2, 3)]))
+    assert seamline.open(path).meta["band_names"] == ["band1", "band2", "band3"]
+    assert seamline.open(path, bands=["band3"]).data[:, 0, 0].compute().tolist() == [3]
+    with pytest.raises(seamline.InputError, match="no band named 'B1'"):  # Landsat's blue, not band 1
+        seamline.open(path, bands=["B1"])
+
+
 def test_corrupt_tiff_is_an_input_error_naming_the_file(tmp_path):
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"II*\x00garbage" * 10)
     with pytest.raises(seamline.InputError, match=r"broken\.tif"):
         seamline.open(bad)
+
+
+def corrupt_tiles(path):
+    """A deflated, tiled GeoTIFF whose header reads but whose tiles do not decode."""
+    data = np.random.default_rng(0).integers(0, 255, (1, 256, 256), dtype=np.uint8)
+    write_raster(path, data, block=128, compress="deflate")
+    raw = bytearray(path.read_bytes())
+    raw[2000:-100] = bytes((b * 7 + 3) % 256 for b in raw[2000:-100])
+    path.write_bytes(raw)
+    return path
+
+
+def test_corrupt_tiles_are_an_input_error_naming_the_file(tmp_path):
+    image = seamline.open(corrupt_tiles(tmp_path / "tiles.tif"))  # the header is fine
+    with pytest.raises(seamline.InputError, match=r"tiles\.tif: is corrupt or unreadable in rows 0-256, cols 0-256 \("):
+        image.data.compute(scheduler="sync")
+
+
+def test_options_a_raster_reader_or_writer_does_not_take_are_input_errors(tmp_path):
+    path = write_raster(tmp_path / "a.tif", np.zeros((1, 32, 32), np.uint8))
+    with pytest.raises(seamline.InputError, match=r"a\.tif: the raster reader takes no option 'band'"):
+        seamline.open(path, band=1)
+    image = seamline.open(path)
+    with pytest.raises(seamline.InputError, match=r"b\.tif: the geotiff writer takes no option 'compression'"):
+        seamline.save(image, tmp_path / "b.tif", compression="zstd")
+
+
+@pytest.mark.parametrize(
+    "options,problem",
+    [
+        ({"blocksize": 0}, "blocksize must be a positive multiple of 16"),
+        ({"blocksize": -16}, "blocksize must be a positive multiple of 16"),
+        ({"blocksize": 24}, "blocksize must be a positive multiple of 16"),
+        ({"compress": "bogus"}, "unknown compression 'bogus'; use one of deflate, zstd"),
+    ],
+)
+def test_bad_blocksize_or_compression_is_an_input_error_before_anything_is_written(tmp_path, options, problem):
+    image = seamline.Image(np.zeros((1, 32, 32), np.uint8), affine_from_transform(Affine(1, 0, 0, 0, -1, 0)))
+    with pytest.raises(seamline.InputError, match=rf"x\.tif: {problem}"):
+        seamline.save(image, tmp_path / "x.tif", **options)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("compress", ["LZW", "lzma", "packbits", "none"])
+def test_every_listed_compression_writes_a_cog(tmp_path, compress):
+    data = np.arange(3 * 40 * 50, dtype=np.uint16).reshape(3, 40, 50)
+    image = seamline.Image(data, affine_from_transform(Affine(30, 0, 0, 0, -30, 0)), pyproj.CRS(32645))
+    seamline.save(image, tmp_path / "x.tif", compress=compress)
+    with rasterio.open(tmp_path / "x.tif") as ds:
+        assert (ds.compression.name if ds.compression else "none") == compress.lower()
+        np.testing.assert_array_equal(ds.read(), data)
+
+
+@pytest.mark.parametrize("cog", [True, False])
+@pytest.mark.parametrize("bands", [3, 4])
+def test_rgb_like_uint8_bands_are_data_not_colour_and_alpha(tmp_path, cog, bands):
+    data = np.random.default_rng(0).integers(0, 255, (bands, 48, 40), dtype=np.uint8)
+    data[-1, :8] = 0  # a near-infrared band with zeros is not a transparency mask
+    image = seamline.Image(data, affine_from_transform(Affine(30, 0, 0, 0, -30, 0)), pyproj.CRS(32645))
+    seamline.save(image, tmp_path / "x.tif", cog=cog)
+    with rasterio.open(tmp_path / "x.tif") as ds:
+        assert set(ds.colorinterp) <= {ColorInterp.gray, ColorInterp.undefined}
+        assert all(flags == [MaskFlags.all_valid] for flags in ds.mask_flag_enums)
+    back = seamline.open(tmp_path / "x.tif")
+    assert "mask" not in back.meta
+    np.testing.assert_array_equal(back.data.compute(), data)
+
+
+def test_demo_scene_has_four_data_bands_and_no_mask():
+    with rasterio.open(SCENE) as ds:
+        assert ColorInterp.alpha not in ds.colorinterp and ds.descriptions == ("red", "green", "blue", "nir")
+    assert "mask" not in seamline.open(SCENE).meta
 
 
 @pytest.mark.parametrize("folder,name", REAL)

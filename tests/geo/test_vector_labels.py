@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import dask
 import geopandas as gpd
 import numpy as np
+import pyproj
 import pytest
 import rasterio.features
 import shapely
@@ -77,3 +79,33 @@ def test_text_classes_are_numbered_and_named(tmp_path):
         seamline.open(tmp_path / "kinds.fgb", like=scene, attribute="class")
     with pytest.raises(seamline.InputError, match="like="):
         seamline.open(tmp_path / "kinds.fgb")
+
+
+def test_opens_burning_different_things_never_share_dask_keys(tmp_path):
+    grid = np.array([[0, 30.0, 500000], [-30.0, 0, 4000000], [0, 0, 1]])
+    scene = seamline.Image(np.zeros((1, 64, 64), np.uint8), grid, pyproj.CRS(32645))
+    square = shapely.box(500300, 4000000 - 900, 500900, 4000000)
+    gpd.GeoDataFrame(geometry=[square], crs=32645).to_file(tmp_path / "square.gpkg")
+    # The same coordinates in a CRS 300 m east of UTM 45N: reprojected, the square moves 10 pixels west.
+    shifted = "+proj=tmerc +lon_0=87 +k=0.9996 +x_0=500300 +datum=WGS84 +units=m"
+    opens = {
+        "file crs": seamline.open(tmp_path / "square.gpkg", like=scene),
+        "crs=": seamline.open(tmp_path / "square.gpkg", like=scene, crs=shifted),
+        "like.crs": seamline.open(tmp_path / "square.gpkg", like=scene.replace(crs=pyproj.CRS(shifted))),
+        "all_touched": seamline.open(tmp_path / "square.gpkg", like=scene, all_touched=True),
+    }
+    together = dict(zip(opens, dask.compute(*(labels.data for labels in opens.values())), strict=True))
+    for name, labels in opens.items():
+        np.testing.assert_array_equal(together[name], labels.data.compute(), err_msg=name)
+    assert len({labels.data.name for labels in opens.values()}) == len(opens)
+    assert not np.array_equal(together["file crs"], together["crs="])
+    assert not np.array_equal(together["file crs"], together["like.crs"])
+    frame = gpd.read_file(tmp_path / "square.gpkg").set_crs(shifted, allow_override=True).to_crs(32645)
+    np.testing.assert_array_equal(together["crs="][0], whole_image(frame, scene))
+
+
+def test_an_option_the_vector_reader_does_not_take_is_an_input_error(tmp_path):
+    scene = seamline.Image(np.zeros((1, 10, 10)), np.array([[0, 1.0, 0], [-1.0, 0, 10], [0, 0, 1]]), "EPSG:3857")
+    gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 4, 4)], crs="EPSG:3857").to_file(tmp_path / "a.geojson")
+    with pytest.raises(seamline.InputError, match=r"a\.geojson: the vector-labels reader takes no option 'bands'"):
+        seamline.open(tmp_path / "a.geojson", like=scene, bands=[1])

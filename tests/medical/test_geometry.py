@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 
+import dask.array as da
 import nibabel as nib
 import numpy as np
 import pytest
@@ -151,7 +153,7 @@ def test_2d_image_for_3d_model_is_an_input_error():
     with pytest.raises(InputError, match="2D image"):
         prepare_input(flat, SimpleNamespace(spatial_dims=3, target_spacing=None))
     one_slice = Image(np.zeros((1, 32, 32, 1), np.float32), meta={"anchor": "center", "path": "slice.nii.gz"})
-    with pytest.raises(InputError, match="2D image") as info:
+    with pytest.raises(InputError, match="one slice thick") as info:
         prepare_input(one_slice, SimpleNamespace(spatial_dims=3, target_spacing=None))
     assert info.value.path == "slice.nii.gz"
 
@@ -176,3 +178,12 @@ def test_slice_model_spacing_resamples_the_axial_plane_only():
     assert model_input.spatial_shape == (10, 8, 7) and model_input.spacing == (2.0, 2.0, 5.0)
     with pytest.raises(InputError, match="target spacing"):
         prepare_input(image, SimpleNamespace(target_spacing=[1.0], spatial_dims=3))
+
+
+def test_resample_blocks_shrink_with_the_channels():
+    from seamline_medical.geometry import BLOCK_VOXELS
+
+    scores = Image(da.zeros((105, 200, 200, 100), np.float32, chunks=(105, 100, 100, 50)))
+    out = resample(scores, (150, 150, 80), np.diag([1.3, 1.3, 1.2, 1.0]))
+    biggest = max(int(np.prod(block)) for block in itertools.product(*out.data.chunks))
+    assert biggest <= BLOCK_VOXELS

@@ -64,3 +64,12 @@ def test_meshes_need_a_volume_and_a_known_format(tmp_path):
         write_meshes(Image(np.ones((1, 4, 4), np.uint8)), tmp_path / "m")
     with pytest.raises(InputError, match="format"):
         write_meshes(Image(np.ones((1, 4, 4, 4), np.uint8)), tmp_path / "m", format="ply")
+
+
+def test_meshes_of_a_2d_image_are_refused_before_work(tmp_path):
+    from seamline_medical.meshes import check_meshes_output
+
+    scene = Image(np.ones((1, 8, 8), np.uint8), meta={"path": "scene.tif"})
+    with pytest.raises(InputError, match="meshes need a 3D volume, got a 2D image") as info:
+        check_meshes_output(tmp_path / "meshes", scene)
+    assert info.value.path == "scene.tif"

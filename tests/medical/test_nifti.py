@@ -207,3 +207,167 @@ def test_writes_on_a_distributed_cluster(tmp_path):
         for name in ("d.nii", "d.nii.gz"):
             back = open_nifti(save_nifti(image, tmp_path / name))
             np.testing.assert_array_equal(back.data.compute(), array)
+
+
+def _scanner_and_aligned(path, shape=(10, 9, 8)):
+    """A file whose qform (scanner, code 1) and sform (aligned, code 2) differ by a shift."""
+    qform = np.diag([-2.0, 1.5, 3.0, 1.0])
+    qform[:3, 3] = [-50.0, -60.0, -70.0]
+    sform = qform.copy()
+    sform[:3, 3] += [5.0, 7.0, 9.0]
+    img = nib.Nifti1Image(np.arange(np.prod(shape), dtype=np.int16).reshape(shape), None)
+    img.set_qform(qform, code=1)
+    img.set_sform(sform, code=2)
+    nib.save(img, path)
+    return qform, sform
+
+
+def test_window_moves_qform_and_sform_each_on_its_own(tmp_path):
+    qform, sform = _scanner_and_aligned(tmp_path / "qs.nii")
+    window = open_nifti(tmp_path / "qs.nii").window(slice(2, 8), slice(1, 9, 2), slice(None))
+    got = nib.load(save_nifti(window, tmp_path / "w.nii")).header
+    step = np.eye(4)
+    step[:3, :3] = np.diag([1.0, 2.0, 1.0])
+    step[:3, 3] = [2.0, 1.0, 0.0]  # window voxel -> source voxel
+    np.testing.assert_allclose(got.get_qform(), qform @ step, atol=1e-5)
+    np.testing.assert_allclose(got.get_sform(), sform @ step, atol=1e-5)
+    assert (got["qform_code"], got["sform_code"]) == (1, 2)
+
+
+def test_reoriented_qform_still_points_at_the_same_voxels(tmp_path):
+    from seamline_medical.geometry import reorient
+
+    qform, _ = _scanner_and_aligned(tmp_path / "qs.nii")
+    image = open_nifti(tmp_path / "qs.nii")
+    canonical = reorient(image, "RAS")
+    got = nib.load(save_nifti(canonical, tmp_path / "ras.nii"))
+    source = nib.load(tmp_path / "qs.nii")
+    array, canonical_array = np.asanyarray(source.dataobj), np.asanyarray(got.dataobj)
+    # every voxel of the saved file sits, by its qform, where the same value sat by the source's
+    for index in [(0, 0, 0), (3, 4, 5), (9, 8, 7)]:
+        world = got.header.get_qform() @ (*index, 1)
+        back = np.rint(np.linalg.inv(qform) @ world)[:3].astype(int)
+        assert canonical_array[index] == array[tuple(back)]
+
+
+def test_qform_only_source_keeps_its_code(tmp_path):
+    img = nib.Nifti1Image(np.zeros((6, 6, 6), np.float32), None)
+    img.set_qform(np.diag([2.0, 2.0, 2.0, 1.0]), code=1)
+    img.set_sform(None, code=0)
+    nib.save(img, tmp_path / "q.nii")
+    window = open_nifti(tmp_path / "q.nii").window(slice(1, 5), slice(None), slice(None))
+    got = nib.load(save_nifti(window, tmp_path / "w.nii"))
+    assert (got.header["sform_code"], got.header["qform_code"]) == (0, 1)
+    np.testing.assert_allclose(got.affine, window.affine)
+    sheared = window.affine.copy()
+    sheared[0, 1] = 0.7
+    got = nib.load(save_nifti(window.replace(affine=sheared), tmp_path / "s.nii"))
+    assert (got.header["sform_code"], got.header["qform_code"]) == (1, 0)
+    np.testing.assert_allclose(got.affine, sheared, atol=1e-6)
+    np.testing.assert_allclose(got.header.get_zooms(), np.linalg.norm(sheared[:3, :3], axis=0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_truncated_file_is_an_input_error(tmp_path, suffix):
+    full = _write(tmp_path / f"full{suffix}", np.ones((40, 40, 40), np.int16), np.eye(4))
+    path = tmp_path / f"cut{suffix}"
+    content = full.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+    with pytest.raises(InputError, match="truncated") as info:
+        seamline.open(path).data.compute()
+    assert info.value.path == str(path)
+
+
+def test_truncated_file_through_the_cli_exits_2(tmp_path):
+    from click.testing import CliRunner
+
+    from seamline.cli import get_cli
+
+    full = _write(tmp_path / "full.nii.gz", np.ones((40, 40, 40), np.uint8), np.eye(4))
+    path = tmp_path / "cut.nii.gz"
+    path.write_bytes(full.read_bytes()[:300])
+    result = CliRunner().invoke(get_cli(), ["stats", str(path)])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {path}: is truncated or corrupt")
+
+
+def test_compressed_voxels_pickle_as_a_path(tmp_path):
+    from seamline_medical.nifti_read import CompressedVoxels
+
+    array = np.random.default_rng(3).integers(0, 9, (6, 5, 12), dtype=np.uint8)
+    image = open_nifti(_write(tmp_path / "v.nii.gz", array, np.eye(4)), chunks=(1, 6, 5, 5))
+    sources = [v for v in image.data.__dask_graph__().values() if isinstance(v, CompressedVoxels)]
+    np.testing.assert_array_equal(image.data.compute()[0], array)  # loads the proxy
+    copy = pickle.loads(pickle.dumps(sources[0]))
+    assert len(pickle.dumps(sources[0])) < 1000
+    np.testing.assert_array_equal(copy[:, :, 4:9], array[:, :, 4:9])
+
+
+def test_2d_nifti_opens_as_one_slice(tmp_path):
+    array = np.arange(30, dtype=np.float32).reshape(5, 6)
+    path = _write(tmp_path / "flat.nii", array, np.diag([0.5, 0.7, 1.0, 1.0]))
+    image = seamline.open(path)
+    assert image.shape == (1, 5, 6, 1)
+    np.testing.assert_array_equal(image.data.compute()[0, :, :, 0], array)
+    np.testing.assert_array_equal(image.affine, nib.load(path).affine)
+
+
+def test_unknown_options_are_input_errors(tmp_path):
+    path = _write(tmp_path / "v.nii", np.zeros((2, 2, 2), np.float32), np.eye(4))
+    with pytest.raises(InputError, match="the nifti reader takes no option 'bands'") as info:
+        seamline.open(path, bands=[1])
+    assert info.value.path == str(path)
+    with pytest.raises(InputError, match="the nifti writer takes no option 'cog'"):
+        seamline.save(seamline.open(path), tmp_path / "o.nii.gz", cog=True)
+    assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_negative_label_ids_are_an_input_error(tmp_path):
+    labels = Image(np.array([-1, 0, 1, 2], np.int16).reshape(1, 1, 2, 2), meta={"class_names": {1: "a", 2: "b"}})
+    with pytest.raises(InputError, match="negative"):
+        save_nifti(labels, tmp_path / "neg.nii")
+    assert not (tmp_path / "neg.nii").exists()
+
+
+@pytest.mark.parametrize(("dtype", "stored"), [(bool, np.uint8), (np.float16, np.float32)])
+def test_dtypes_nifti_lacks_are_widened(tmp_path, dtype, stored):
+    array = (np.arange(24).reshape(1, 2, 3, 4) % 3).astype(dtype)
+    got = nib.load(save_nifti(Image(array), tmp_path / "v.nii.gz"))
+    assert got.get_data_dtype() == stored
+    np.testing.assert_array_equal(np.asanyarray(got.dataobj), array[0].astype(stored))
+
+
+def test_labels_do_not_inherit_intensity_display_fields(tmp_path):
+    ct = nib.Nifti1Image(np.arange(64, dtype=np.int16).reshape(4, 4, 4), np.eye(4))
+    ct.header["cal_min"], ct.header["cal_max"], ct.header["descrip"] = -1000, 1000, b"CT abdomen"
+    ct.header.set_intent("estimate", name="HU")
+    nib.save(ct, tmp_path / "ct.nii")
+    image = open_nifti(tmp_path / "ct.nii")
+    labels = image.replace(data=(image.data > 30).astype(np.uint8), meta={**image.meta, "class_names": {1: "x"}})
+    header = nib.load(save_nifti(labels, tmp_path / "labels.nii")).header
+    assert header.get_intent() == ("label", (), "")
+    assert (header["cal_min"], header["cal_max"], header["descrip"].item()) == (0, 0, b"")
+
+
+def test_label_sidecar_is_replaced_with_the_volume_only(tmp_path):
+    labels = Image(np.ones((1, 2, 2, 2), np.uint8), meta={"class_names": {1: "liver"}})
+    path = tmp_path / "organs.nii.gz"
+    sidecar_path(path).write_text("someone else's")
+    with pytest.raises(OutputExistsError):
+        save_nifti(labels, path)
+    assert not path.exists() and sidecar_path(path).read_text() == "someone else's"
+    save_nifti(labels, path, overwrite=True)
+    assert json.loads(sidecar_path(path).read_text()) == {"1": {"name": "liver"}}
+    save_nifti(Image(np.ones((1, 2, 2, 2), np.float32)), path, overwrite=True)
+    assert not sidecar_path(path).exists()
+
+
+def test_gzip_stream_names_the_volume_and_no_time(tmp_path):
+    image = Image(np.ones((1, 2, 2, 2), np.float32))
+    (tmp_path / "a").mkdir()
+    first = save_nifti(image, tmp_path / "a" / "out.nii.gz")
+    second = save_nifti(image, tmp_path / "out.nii.gz")
+    content = open(first, "rb").read()
+    assert content[4:8] == b"\0\0\0\0"  # mtime
+    assert content[10:18] == b"out.nii\0"  # FNAME: the volume's name, not the temporary one
+    assert content == open(second, "rb").read()

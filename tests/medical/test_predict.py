@@ -101,7 +101,7 @@ def test_single_slice_for_a_3d_model_is_an_input_error(tmp_path, bundle):
     nib.save(nib.Nifti1Image(np.zeros((32, 32, 1), np.int16), np.eye(4)), path)
     result = CliRunner().invoke(get_cli(), ["predict", str(path), str(tmp_path / "o.nii.gz"), "--model", str(bundle)])
     assert result.exit_code == 2
-    assert result.output.strip().startswith(f"error: {path}: a 2D image")
+    assert result.output.strip().startswith(f"error: {path}: a volume one slice thick")
     assert not (tmp_path / "o.nii.gz").exists()
 
 
@@ -139,3 +139,15 @@ def test_2d_transunet_bundle_predicts_a_volume_slice_by_slice(tmp_path, fresh_pl
         expected = bundle.module.module(x)[0].numpy()
     got = np.flip(scores.data[:, :, :, 7].compute(), (1, 2))
     np.testing.assert_allclose(got[:, :53, :27], expected[:, :53, :27], atol=1e-4)
+
+
+def test_bad_stats_option_fails_before_any_output(tmp_path, bundle):
+    from seamline.cli import get_cli
+
+    path = data_file(*VOLUMES["ct_ras"])
+    out, stats = tmp_path / "labels.nii.gz", tmp_path / "stats.txt"
+    args = ["predict", str(path), str(out), "--model", str(bundle), "--no-progress", "--stats", str(stats)]
+    result = CliRunner().invoke(get_cli(), args)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {stats}: statistics are written as .csv or .json")
+    assert not out.exists() and not stats.exists()

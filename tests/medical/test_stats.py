@@ -104,3 +104,39 @@ def test_labels_written_by_seamline_name_their_rows(tmp_path):
     labels = Image(np.ones((1, 3, 3, 3), np.uint8), meta={"class_names": {0: "background", 1: "heart"}})
     path = seamline.save(labels, tmp_path / "heart.nii.gz")
     assert list(organ_statistics(seamline.open(path))["name"]) == ["heart"]
+
+
+def _volume(array, **meta):
+    return Image(array[None], np.diag([2.0, 2.0, 2.0, 1.0]), meta={"anchor": "center", **meta})
+
+
+def test_stats_command_checks_the_out_suffix_before_reading(tmp_path):
+    seg = data_file(FOLDER, "example_seg.nii.gz")
+    result = CliRunner().invoke(get_cli(), ["stats", str(seg), "--out", str(tmp_path / "stats.txt")])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {tmp_path / 'stats.txt'}: statistics are written as .csv or .json")
+    assert not list(tmp_path.iterdir())
+
+
+def test_intensity_volumes_are_not_measured_as_labels(tmp_path):
+    ct = np.arange(-500, 1500, dtype=np.int16).reshape(10, 10, 20)
+    path = seamline.save(Image(ct[None], np.eye(4)), tmp_path / "ct.nii.gz")
+    result = CliRunner().invoke(get_cli(), ["stats", path])
+    assert result.exit_code == 2 and "negative values" in result.output
+    with pytest.raises(InputError, match="1999 distinct values"):
+        organ_statistics(_volume(ct + 500))
+    assert len(organ_statistics(_volume(ct + 500, class_names={1: "a"}))) == 1999
+    marked = seamline.save(Image(ct[None] + 500, np.eye(4)), tmp_path / "labels.nii.gz", labels=True)
+    assert len(organ_statistics(seamline.open(marked))) == 1999
+
+
+def test_stats_need_a_volume_in_millimetres(tmp_path):
+    from seamline_medical.stats import check_stats_output
+
+    raster = Image(np.ones((1, 4, 4), np.uint8), meta={"anchor": "corner", "path": "scene.tif"})
+    with pytest.raises(InputError, match="not a volume in world millimetres") as info:
+        check_stats_output(tmp_path / "s.csv", raster)
+    assert info.value.path == "scene.tif"
+    with pytest.raises(InputError, match=r"\.csv or \.json"):
+        check_stats_output(tmp_path / "s.xlsx", _volume(np.ones((2, 2, 2), np.uint8)))
+    check_stats_output(tmp_path / "s.json", _volume(np.ones((2, 2, 2), np.uint8)))

@@ -9,7 +9,7 @@ import pytest
 import seamline
 from seamline.normalize import normalize
 from seamline.plugins import registry
-from seamline_medical.normalization import CT_WINDOWS, ct_window
+from seamline_medical.presets import CT_WINDOWS, ct_window
 from tests.conftest import data_file
 
 FOLDER = "totalsegmentator_ct_mr"

@@ -1,13 +1,11 @@
-"""Intensity presets for CT and MR, as recipes of :mod:`seamline.normalize` specs.
+"""CT and MR presets: named radiology windows, and recipes that use them.
 
-CT intensities are Hounsfield units, the same on every scanner, so CT is normalized by a
-fixed *window*: clip to ``[level - width/2, level + width/2]`` and scale to ``[0, 1]``
-(:data:`CT_WINDOWS` holds the usual radiology windows). MR intensities have no unit and
-vary from scan to scan, so MR is normalized per volume: a z-score (mean and standard
-deviation over the whole volume) or a percentile scaling (clip to the 0.5th and 99.5th
-percentiles, from a dask histogram, and scale to ``[0, 1]``). Both are computed with dask
-reductions, never holding the volume in memory; :func:`seamline.normalize.normalize`
-applies them. The recipes' configs use the model card's field names.
+CT intensities are Hounsfield units, the same on every scanner, so a CT model is
+normalized by a fixed *window* (:data:`CT_WINDOWS`, as ``(level, width)``;
+:func:`ct_window` turns one into a ``seamline.normalize`` spec). MR intensities have no
+unit, so MR recipes ask for a per-volume z-score or percentile scaling. The recipes
+(:data:`RECIPES`) are configs in the model card's field names; the normalization itself
+is :mod:`seamline.normalize`'s.
 """
 
 from __future__ import annotations
