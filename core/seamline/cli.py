@@ -26,7 +26,8 @@ __all__ = ["cli", "get_cli", "main"]
 class SeamlineGroup(click.Group):
     """A click group that turns seamline errors into one line and an exit code."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; a SeamlineError becomes one line and its exit code."""
         try:
             return super().invoke(ctx)
         except SeamlineError as exc:
@@ -83,6 +84,10 @@ def get_cli() -> click.Group:
 
     Each call builds a new group, so commands of a plugin registered for a while (a test,
     a notebook) do not outlive it.
+
+    Returns
+    -------
+    click.Group
     """
     group = copy.copy(cli)
     group.commands = dict(cli.commands)
@@ -91,5 +96,11 @@ def get_cli() -> click.Group:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the ``seamline`` command line."""
+    """Run the ``seamline`` command line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments; ``sys.argv[1:]`` by default.
+    """
     get_cli().main(args=argv, prog_name="seamline")

@@ -76,7 +76,13 @@ def autocast(device: torch.device, amp: bool | None = None) -> contextlib.Abstra
 
 
 def worker_threads() -> int | None:
-    """The thread count of the dask.distributed worker running this code, else None (not in a worker)."""
+    """The thread count of the dask.distributed worker running this code.
+
+    Returns
+    -------
+    int or None
+        None when this code does not run in a worker.
+    """
     try:
         from distributed import get_worker
 

@@ -228,11 +228,32 @@ class Image:
         return valid
 
     def replace(self, **changes: Any) -> Image:
-        """Return a copy with some of ``data``, ``affine``, ``crs`` and ``meta`` replaced."""
+        """Return a copy with some of ``data``, ``affine``, ``crs`` and ``meta`` replaced.
+
+        Parameters
+        ----------
+        **changes
+            New values, by field name.
+
+        Returns
+        -------
+        Image
+        """
         return dataclasses.replace(self, **changes)
 
     def window(self, *slices: slice) -> Image:
-        """Return the window given by one slice per spatial axis, all channels kept."""
+        """Return the window given by one slice per spatial axis, all channels kept.
+
+        Parameters
+        ----------
+        *slices : slice
+            One per spatial axis, with positive steps.
+
+        Returns
+        -------
+        Image
+            Its affine places every voxel at the world point it had in this image.
+        """
         return self[(slice(None), *slices)]
 
     def __getitem__(self, key: Any) -> Image:

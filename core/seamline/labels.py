@@ -131,7 +131,19 @@ def matched_pair(prediction: Any, truth: Any) -> tuple[da.Array, da.Array]:
 
 
 def like_input(result: da.Array, image: Any) -> Any:
-    """Wrap a spatial result like the input: an Image (same affine, crs, meta) or the array."""
+    """Wrap a spatial result like the input: an Image (same affine, crs, meta) or the array.
+
+    Parameters
+    ----------
+    result : dask.array.Array
+        Spatial, on the input's grid.
+    image : Image or array-like
+        The input it was computed from.
+
+    Returns
+    -------
+    Image or dask.array.Array
+    """
     if isinstance(image, Image):
         return image.replace(data=result[None])
     return result

@@ -316,7 +316,13 @@ def register_plugin(plugin: Any, name: str | None = None, version: str | None = 
 
 
 def unregister_plugin(name: str) -> None:
-    """Remove a plugin registered under *name*."""
+    """Remove a plugin registered under *name*.
+
+    Parameters
+    ----------
+    name : str
+        The name :func:`register_plugin` returned.
+    """
     global _registries
     pm = get_plugin_manager()
     pm.unregister(name=name)
@@ -412,7 +418,17 @@ def registry(kind: str) -> dict[str, Any]:
 
 
 def owners(kind: str) -> dict[str, str]:
-    """Return which plugin registered each name of *kind*."""
+    """Return which plugin registered each name of *kind*.
+
+    Parameters
+    ----------
+    kind : {"readers", "writers", "models", "outputs", "recipes"}
+
+    Returns
+    -------
+    dict
+        Registered name to the name of the plugin that registered it.
+    """
     registry(kind)
     return {name: owner for name, (_, owner) in _registries[f"seamline_{kind}"].items()}  # type: ignore[index]
 

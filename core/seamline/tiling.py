@@ -93,11 +93,31 @@ class TileGrid:
         return itertools.product(*(range(n) for n in self.counts))
 
     def start(self, index: Sequence[int]) -> tuple[int, ...]:
-        """The padded-coordinate start of the tile with *index*."""
+        """The padded-coordinate start of the tile with *index*.
+
+        Parameters
+        ----------
+        index : sequence of int
+            The tile's position in the grid, one per spatial axis.
+
+        Returns
+        -------
+        tuple of int
+        """
         return tuple(starts[i] for starts, i in zip(self.starts, index, strict=True))
 
     def slices(self, index: Sequence[int]) -> tuple[slice, ...]:
-        """The padded-coordinate window of the tile with *index*."""
+        """The padded-coordinate window of the tile with *index*.
+
+        Parameters
+        ----------
+        index : sequence of int
+            The tile's position in the grid, one per spatial axis.
+
+        Returns
+        -------
+        tuple of slice
+        """
         return tuple(slice(s, s + t) for s, t in zip(self.start(index), self.tile_size, strict=True))
 
     def overlapping(self, lo: Sequence[int], hi: Sequence[int]) -> list[tuple[int, ...]]:

@@ -18,7 +18,8 @@ __all__ = ["command"]
 _HELP = (
     "Train a segmentation model from CONFIG (YAML) and save it as a bundle in OUT/model.\n\n"
     "OUT also receives checkpoint/ (resume with --resume), history.csv and history.json. "
-    "Paths in the config are relative to the config file. An example config:\n\n\b\n" + EXAMPLE
+    "Paths in the config are relative to the config file; --out is relative to the current "
+    "directory. An example config:\n\n\b\n" + EXAMPLE
 )
 
 
@@ -28,14 +29,13 @@ _HELP = (
 @click.option("--epochs", type=int, help="Number of epochs (overrides training.epochs).")
 @click.option("--device", help="auto, cpu, cuda, cuda:1, ... (overrides training.device).")
 @click.option("--seed", type=int, help="Random seed (overrides training.seed).")
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint (an error when there is none).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier run in OUT.")
-@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-def command(config: str, resume: bool, overwrite: bool, progress: bool, **options: Any) -> None:
+@click.option("--progress/--no-progress", default=None, help="Show progress bars (overrides training.progress).")
+def command(config: str, resume: bool, overwrite: bool, **options: Any) -> None:
     from .training import train
 
     overrides = {key: value for key, value in options.items() if value is not None}
-    overrides["progress"] = progress
     result = train(config, resume=resume, overwrite=overwrite, **overrides)
     last = result.history[-1] if result.history else {}
     figures = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if isinstance(v, float))

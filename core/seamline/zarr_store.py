@@ -42,13 +42,31 @@ _INTEGER_KEYED = ("class_names", "colors")
 
 
 def can_open(path: str) -> bool:
-    """Whether *path* is a Zarr array store (a directory with Zarr metadata)."""
+    """Whether *path* is a Zarr array store (a directory with Zarr metadata).
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    bool
+    """
     p = Path(path)
     return p.is_dir() and ((p / "zarr.json").is_file() or (p / ".zarray").is_file())
 
 
 def can_save(path: str) -> bool:
-    """Whether *path* names a Zarr store (it ends in ``.zarr``)."""
+    """Whether *path* names a Zarr store (it ends in ``.zarr``).
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    bool
+    """
     return Path(path).suffix.lower() == ".zarr"
 
 

@@ -89,6 +89,29 @@ def test_signed_distance_against_scipy():
     assert (signed_distance(np.zeros((4, 4), bool)) == 0).all()
 
 
+def test_signed_distance_makes_no_boundary_at_unknown_voxels():
+    mask, unknown = np.zeros((12, 15), bool), np.zeros((12, 15), bool)
+    mask[3:8, 4:11], unknown[:, 11:] = True, True  # the object runs into nodata on its right
+    phi = signed_distance(mask, unknown)
+    known = ~mask & ~unknown
+    np.testing.assert_allclose(phi[known], ndimage.distance_transform_edt(~mask)[known])
+    np.testing.assert_allclose(phi[mask], 1 - ndimage.distance_transform_edt(mask | unknown)[mask])
+    assert phi[5, 10] == -2  # two voxels from the top and bottom outlines, not on one at the nodata edge
+    assert (signed_distance(mask, ~mask) == 0).all()
+
+
+def test_boundary_loss_uses_distances_without_nodata_and_needs_two_classes():
+    logits, target = _case((2, 10, 12), 3, 4, ignore=True)
+    probs = torch.softmax(logits, 1)[:, 1:].numpy()
+    labels = target.numpy()
+    phi = np.stack([[signed_distance(t == c, t == IGNORE) for c in (1, 2)] for t in labels])
+    valid = (labels != IGNORE)[:, None]
+    expected = (probs * phi * valid).sum() / (valid.sum() * 2)
+    torch.testing.assert_close(BoundaryLoss()(logits, target), torch.tensor(expected, dtype=torch.float32))
+    with pytest.raises(InputError, match="at least 2 classes"):
+        BoundaryLoss()(torch.zeros(1, 1, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))
+
+
 def test_boundary_loss_prefers_the_true_outline():
     target = torch.zeros((1, 16, 16), dtype=torch.long)
     target[0, 4:12, 4:12] = 1

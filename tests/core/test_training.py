@@ -17,6 +17,7 @@ from seamline.bundle import load_model
 from seamline.cli import get_cli
 from seamline.plugins import Reader
 from seamline.training import load_config, trainer
+from seamline.training.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,26 @@ def test_resume_gives_the_uninterrupted_result(scene, tmp_path, monkeypatch):
         load_model(tmp_path / "straight" / "checkpoint" / "model").module.state_dict(),
         load_model(tmp_path / "resumed" / "checkpoint" / "model").module.state_dict(),
     )
+    changed = _config(scene, tmp_path / "resumed", epochs=4)
+    changed["model"] = {"kwargs": {"widths": [4, 4]}}
+    with pytest.raises(InputError, match=r"checkpoint: its model differs|optimizer.safetensors: cannot restore"):
+        seamline.train(changed, resume=True)
+
+
+def test_resume_needs_a_checkpoint(scene, tmp_path):
+    with pytest.raises(InputError, match=r"run/checkpoint: nothing to resume: no checkpoint$"):
+        seamline.train(_config(scene, tmp_path / "run"), resume=True)
+    (tmp_path / "run" / ".checkpoint.1a2b3c4d.old").mkdir(parents=True)
+    with pytest.raises(InputError, match=r"left at .checkpoint.1a2b3c4d.old: rename it to checkpoint"):
+        seamline.train(_config(scene, tmp_path / "run"), resume=True)
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_a_corrupt_checkpoint_state_is_an_input_error_naming_it(tmp_path):
+    (tmp_path / "state.json").write_text('{"loop": ')
+    optimizer = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters())
+    with pytest.raises(InputError, match=r"state.json: unreadable checkpoint state \(JSONDecodeError"):
+        load_checkpoint(tmp_path, optimizer)
 
 
 def test_early_stopping(scene, tmp_path):
@@ -109,14 +130,40 @@ def test_early_stopping(scene, tmp_path):
     assert result.stopped_early and len(result.history) == 3 and result.best_epoch == 1
 
 
+def test_a_nan_validation_metric_is_never_best_and_never_blocks_a_real_one(scene, tmp_path, monkeypatch):
+    figures = iter([float("nan"), 0.2, float("nan"), 0.1])
+    monkeypatch.setattr(trainer, "_validate", lambda *args: {"val_mean_iou": next(figures)})
+    result = seamline.train(_config(scene, tmp_path / "run", epochs=4))
+    assert (result.best_epoch, result.best_metric) == (2, 0.2)
+    assert result.bundle.card.training["epochs"] == 2
+
+
+@pytest.mark.parametrize("metric", ["mean_boundary_f1", "mean_hd95", "pq"])
+def test_every_metric_is_computed_as_evaluate_computes_it(scene, tmp_path, metric):
+    result = seamline.train(_config(scene, tmp_path / "run", epochs=1, metric=metric))
+    image, truth = seamline.open(scene / "image.zarr"), seamline.open(scene / "labels.zarr")
+    window = (slice(0, 48), slice(32, 64))
+    prediction = result.bundle.predict(image.window(*window), output="labels", progress=False)
+    options = {"mean_boundary_f1": {}, "mean_hd95": {"spacing": True}, "pq": {"objects": True}}[metric]
+    report = seamline.evaluate(prediction, truth.window(*window), num_classes=2, ignore_index=255, **options)
+    expected = report.objects["pq"] if metric == "pq" else getattr(report, metric)
+    np.testing.assert_allclose(result.history[0][f"val_{metric}"], expected)
+
+
 def test_validation_windows_and_no_validation(scene, tmp_path):
     config = _config(scene, tmp_path / "windows", epochs=1)
     config["validation"] = {"windows": [[[0, 48], [40, 64]]]}
     assert "val_mean_iou" in seamline.train(config).history[0]
+    config["validation"] = {"windows": [[[0, 48], [8, 60]]]}  # 8 and 4 columns left for 16-wide patches
+    with pytest.raises(InputError, match=r"no room for a training patch of size \(16, 16\)"):
+        seamline.train(config, overwrite=True)
     config = _config(scene, tmp_path / "none", epochs=1)
     config["validation"] = None
     result = seamline.train(config)
     assert "val_mean_iou" not in result.history[0] and result.best_epoch == 1
+
+
+PAIR = {"image": "image.zarr", "labels": "labels.zarr"}
 
 
 @pytest.mark.parametrize(
@@ -129,10 +176,19 @@ def test_validation_windows_and_no_validation(scene, tmp_path):
             r"cfg.yaml: data.image: no such file: missing.tif",
         ),
         ({"data": {"labels": "labels.zarr"}}, r"cfg.yaml: data.image: required"),
+        ({"optimizer": {"schedule": "cosin"}}, r"cfg.yaml: optimizer.schedule: unknown 'cosin'; one of cosine"),
+        ({"loss": "dcie"}, r"cfg.yaml: loss: unknown loss 'dcie'; one of ce, dice"),
+        ({"loss": {"kind": "dice", "gamma": 2}}, r"cfg.yaml: loss: loss 'dice' takes no option 'gamma'"),
+        ({"normalization": {"kind": "zcore"}}, r"cfg.yaml: normalization.kind: unknown 'zcore'; one of none"),
+        ({"model": {"architecture": "core.Unet"}}, r"cfg.yaml: model.architecture: unknown 'core.Unet'; one of"),
+        ({"training": {"metric": "iou"}}, r"cfg.yaml: training.metric: unknown 'iou'; one of mean_iou"),
+        ({"classes": ["glacier"]}, r"cfg.yaml: classes: at least two are needed"),
+        ({"data": {**PAIR, "label_map": {5: 2}}}, r"cfg.yaml: data.label_map: 5: 2: source values are integers"),
+        ({"data": {**PAIR, "label_map": {"x": 1}}}, r"cfg.yaml: data.label_map: 'x': 1: source values are"),
     ],
 )
 def test_config_errors_name_the_file_and_the_key(scene, change, message):
-    config = {"data": {"image": "image.zarr", "labels": "labels.zarr"}, **change}
+    config = {"data": PAIR, **change}
     path = scene / "cfg.yaml"
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(InputError, match=message):
@@ -141,20 +197,35 @@ def test_config_errors_name_the_file_and_the_key(scene, change, message):
     assert result.exit_code == 2 and "error:" in result.output
 
 
-def test_config_paths_are_relative_to_the_file_and_overrides_apply(scene):
+def test_config_paths_are_relative_to_the_file_and_overrides_apply(scene, tmp_path, monkeypatch):
     path = scene / "relative.yaml"
     path.write_text(yaml.safe_dump({"data": {"image": "image.zarr", "labels": "labels.zarr"}, "out": "run"}))
     config = load_config(path, epochs=7, training={"seed": 3})
     assert config.data.image == str(scene / "image.zarr") and config.out == str(scene / "run")
     assert config.training.epochs == 7 and config.training.seed == 3
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "here.zarr").mkdir()
+    config = load_config(path, out="runs/x", data={"image": "here.zarr"})
+    assert config.out == str(tmp_path / "runs" / "x") and config.data.image == str(tmp_path / "here.zarr")
+    assert config.data.labels == str(scene / "labels.zarr")
 
 
-def test_cli_train(scene, tmp_path):
+def test_empty_sections_take_their_defaults(scene):
+    path = scene / "empty.yaml"
+    path.write_text("data: {image: image.zarr, labels: labels.zarr}\ntraining:\npatches:\nvalidation:\n")
+    config = load_config(path, epochs=3)
+    assert config.training.epochs == 3 and config.training.batch_size == 8 and config.patches.size == 128
+    assert config.validation is None
+    assert load_config(path, validation={"fraction": 0.25}).validation.fraction == 0.25
+
+
+def test_cli_train(scene, tmp_path, monkeypatch):
     path = scene / "cli.yaml"
     path.write_text(yaml.safe_dump(_config(scene, tmp_path / "ignored")))
-    result = CliRunner().invoke(get_cli(), ["train", str(path), "--out", str(tmp_path / "cli"), "--epochs", "1"])
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(get_cli(), ["train", str(path), "--out", "runs/cli", "--epochs", "1"])
     assert result.exit_code == 0, result.output
-    assert "trained 1 epochs" in result.output and (tmp_path / "cli" / "model" / "seamline.json").exists()
+    assert "trained 1 epochs" in result.output and (tmp_path / "runs" / "cli" / "model" / "seamline.json").exists()
     help_text = CliRunner().invoke(get_cli(), ["train", "--help"]).output
     assert "architecture: core.UNet" in help_text and "validation:" in help_text
 
@@ -184,3 +255,17 @@ def test_vector_labels_are_opened_on_the_image_grid(scene, tmp_path, fresh_plugi
     assert labels.spatial_shape == image.spatial_shape and labels.meta["attribute"] == "kind"
     assert int(labels.data.sum().compute()) == 16 * 32
     assert seamline.train(config).history[0]["epoch"] == 1
+
+
+@pytest.mark.parametrize(("flags", "progress"), [([], None), (["--no-progress"], False), (["--progress"], True)])
+def test_cli_progress_overrides_the_config_only_when_given(scene, monkeypatch, flags, progress):
+    seen = {}
+
+    def fake_train(config, **options):
+        seen.update(options)
+        return trainer.TrainResult(None, scene / "model", [], None, None, False)
+
+    monkeypatch.setattr(seamline.training, "train", fake_train, raising=False)
+    result = CliRunner().invoke(get_cli(), ["train", str(scene / "cli.yaml"), *flags])
+    assert result.exit_code == 0, result.output
+    assert seen.get("progress") is progress

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
+
 import dask.array as da
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from seamline import Image, InputError
 from seamline.training.augment import augment
-from seamline.training.sampling import BlockCache, PatchSampler, TrainingPair, read_labels, split_region
+from seamline.training.sampling import (
+    BlockCache,
+    PatchSampler,
+    TrainingPair,
+    free_window,
+    read_labels,
+    split_region,
+)
 from seamline.training.trainer import learning_rate
 
 
@@ -82,6 +93,56 @@ def test_region_smaller_than_a_patch_is_padded_with_ignore():
     assert images.shape == (2, 1, 8, 8) and (labels == 255).sum(axis=(1, 2)).tolist() == [64 - 42] * 2
 
 
+def test_a_patch_wider_than_the_region_reads_nothing_outside_it():
+    pair = _pair(region=(slice(0, 40), slice(0, 10)))  # columns 10.. are validation: never read
+    sampler = PatchSampler([pair], 16, classes=2, foreground_fraction=0.5, min_valid=0.0)
+    images, labels = sampler.batch(np.random.default_rng(0), 8)
+    assert images.shape == (8, 1, 16, 16) and images.max() == 9
+    padded = (np.arange(16) < 3) | (np.arange(16) >= 13)  # centred on the region: 3 columns each side
+    assert ((labels == 255) == padded).all() and (images[:, 0][:, :, padded] == 0).all()
+
+
+def test_a_narrow_gap_between_excluded_windows_is_still_sampled():
+    pair = _pair(exclude=[(slice(0, 40), slice(0, 26)), (slice(0, 40), slice(34, 60))])
+    sampler = PatchSampler([pair], 8, classes=2, foreground_fraction=0.5)
+    images, _ = sampler.batch(np.random.default_rng(0), 10)
+    assert images.min() == 26 and images.max() == 33
+
+
+def test_windows_leaving_no_room_for_a_patch_are_an_input_error():
+    pair = _pair(exclude=[(slice(0, 40), slice(5, 55))])
+    with pytest.raises(InputError, match=r"validation windows leave no room for a training patch of size \(8, 8\)"):
+        PatchSampler([pair], 8, classes=2)
+    with pytest.raises(InputError, match="patch size"):
+        PatchSampler([pair], (4, 4, 4), classes=2)
+
+
+_spans = st.tuples(st.integers(0, 12), st.integers(1, 6)).map(lambda t: slice(t[0], t[0] + t[1]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    exclude=st.lists(st.tuples(_spans, _spans), max_size=4),
+    size=st.tuples(st.integers(1, 8), st.integers(1, 8)),
+)
+def test_free_window_finds_a_free_patch_whenever_one_exists(exclude, size):
+    region = (slice(0, 14), slice(0, 12))
+    free = [
+        window
+        for corner in itertools.product(range(14 - size[0] + 1), range(12 - size[1] + 1))
+        if not any(
+            all(c < w.stop and w.start < c + n for c, n, w in zip(corner, size, other, strict=True))
+            for other in exclude
+        )
+        for window in [tuple(slice(c, c + n) for c, n in zip(corner, size, strict=True))]
+    ]
+    if free:
+        assert free_window(region, exclude, size) in free
+    else:
+        with pytest.raises(InputError, match="no room"):
+            free_window(region, exclude, size)
+
+
 def test_3d_sampling():
     labels = np.zeros((1, 12, 14, 16), np.uint8)
     labels[0, 2:4, 3:5, 10:12] = 2
@@ -95,6 +156,11 @@ def test_label_map_merges_values():
     labels = Image.from_array(np.array([[[0, 5, 7, 255, 3]]], np.uint8))
     mapped = read_labels(labels, label_map={5: 1, 7: 1, 3: 2}, ignore_index=255)
     np.testing.assert_array_equal(mapped.data.compute(), [[[0, 1, 1, 255, 2]]])
+    labels = Image.from_array(np.array([[[-1, 5, -3, 255, 300]]], np.int16))
+    mapped = read_labels(labels, label_map={-1: 2, 300: 1}, ignore_index=255)
+    np.testing.assert_array_equal(mapped.data.compute(), [[[2, 0, 0, 255, 1]]])
+    mapped = read_labels(labels, label_map={255: 0, 5: 1}, ignore_index=255)
+    np.testing.assert_array_equal(mapped.data.compute(), [[[0, 1, 0, 0, 0]]])
 
 
 @pytest.mark.parametrize("shape", [(3, 2, 8, 8), (2, 1, 6, 6, 6)])

@@ -4,7 +4,8 @@
 modules inside are usable on their own:
 
 - :mod:`.config`: the YAML config and its checks;
-- :mod:`.sampling`: patches from lazy images, regions, foreground oversampling;
+- :mod:`.regions`: training and validation regions, room for a patch;
+- :mod:`.sampling`: patches from lazy images, nodata, foreground oversampling;
 - :mod:`.augment`: flips, rotations, intensity jitter;
 - :mod:`.losses`: cross-entropy, Dice, Dice+CE, focal, boundary;
 - :mod:`.trainer`: the loop, checkpoints, resume, early stopping;

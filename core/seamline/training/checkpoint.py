@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_output
 from ..bundle import Bundle, ModelCard, load_model, save_model
+from ..errors import InputError
 
 __all__ = ["save_checkpoint", "load_checkpoint"]
 
@@ -94,11 +96,23 @@ def load_checkpoint(path: str | os.PathLike, optimizer: torch.optim.Optimizer) -
     -------
     tuple of (Bundle, dict)
         The network with its weights, and the loop state.
+
+    Raises
+    ------
+    InputError
+        If ``state.json`` or the optimizer tensors cannot be read, or do not match
+        *optimizer* (the message names the file).
     """
     path = Path(path)
-    saved = json.loads((path / "state.json").read_text())
+    try:
+        saved = json.loads((path / "state.json").read_text())
+        loop, info = saved["loop"], saved["optimizer"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"unreadable checkpoint state ({type(exc).__name__}: {exc})", path / "state.json") from None
     bundle = load_model(path / "model")
-    optimizer.load_state_dict(
-        _unflatten_optimizer(load_file(os.fspath(path / "optimizer.safetensors")), saved["optimizer"])
-    )
-    return bundle, saved["loop"]
+    tensors = path / "optimizer.safetensors"
+    try:
+        optimizer.load_state_dict(_unflatten_optimizer(load_file(os.fspath(tensors)), info))
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:
+        raise InputError(f"cannot restore the optimizer from it: {exc}", tensors) from None
+    return bundle, loop

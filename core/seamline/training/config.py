@@ -2,12 +2,16 @@
 
 Every key has a type and a default; an unknown key, a value of the wrong type, or a
 missing file is an :class:`~seamline.errors.InputError` that names the config file and
-the key (``train.yaml: data.image: no such file``). Paths in the file are relative to
-the file. :data:`EXAMPLE` is the reference config, shown by ``seamline train --help``.
+the key (``train.yaml: data.image: no such file``). Names are checked too (the loss, the
+schedule, the normalization, the architecture, the validation metric), so that a typo
+stops the run before any data is read. Paths in the file are relative to the file; paths
+given as overrides (``--out``, ``train(out=...)``) are relative to the current directory.
+:data:`EXAMPLE` is the reference config, shown by ``seamline train --help``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import types
@@ -19,8 +23,38 @@ from typing import Any, Union
 import yaml
 
 from ..errors import InputError
+from ..normalize import KINDS as NORMALIZATIONS
+from ..plugins import registry
 
-__all__ = ["TrainConfig", "load_config", "EXAMPLE"]
+__all__ = ["TrainConfig", "load_config", "loss_spec", "EXAMPLE", "METRICS", "LOSS_OPTIONS", "SCHEDULES"]
+
+#: Validation metrics (summary figures of :func:`seamline.evaluate`, object scores of
+#: connected components) and the :func:`~seamline.evaluate` options each one needs.
+METRICS: dict[str, dict[str, Any]] = {
+    "mean_iou": {},
+    "mean_dice": {},
+    "pixel_accuracy": {},
+    "mean_accuracy": {},
+    "mean_boundary_f1": {"boundary_tolerance": 2.0},
+    "mean_hd95": {"spacing": True},
+    "mean_surface_dice": {"spacing": True},
+    "pq": {"objects": True},
+    "sq": {"objects": True},
+    "rq": {"objects": True},
+    "object_f1": {"objects": True},
+}
+
+#: Loss kinds and the options each takes (see :func:`seamline.training.losses.make_loss`).
+LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
+    "ce": ("class_weights",),
+    "dice": ("include_background", "batch"),
+    "dice_ce": ("class_weights", "dice_weight", "ce_weight"),
+    "focal": ("gamma",),
+    "boundary": ("weight",),
+}
+
+#: Learning-rate schedules (see :func:`seamline.training.trainer.learning_rate`).
+SCHEDULES = ("cosine", "onecycle", "constant")
 
 EXAMPLE = """\
 data:
@@ -195,11 +229,93 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> Any:
     return cls(**values)
 
 
+def loss_spec(spec: Mapping[str, Any] | str) -> tuple[str, dict[str, Any]]:
+    """Split a loss spec into its kind and options, checking both.
+
+    Parameters
+    ----------
+    spec : str or mapping
+        A kind, or a mapping with ``kind`` (``dice_ce`` when absent) and its options.
+
+    Returns
+    -------
+    tuple of (str, dict)
+
+    Raises
+    ------
+    InputError
+        If the kind is unknown or an option does not belong to it.
+    """
+    options = {"kind": spec} if isinstance(spec, str) else dict(spec)
+    kind = options.pop("kind", "dice_ce")
+    if kind not in LOSS_OPTIONS:
+        raise InputError(f"unknown loss {kind!r}; one of {', '.join(LOSS_OPTIONS)}")
+    unknown = sorted(set(options) - set(LOSS_OPTIONS[kind]))
+    if unknown:
+        raise InputError(f"loss {kind!r} takes no option {unknown[0]!r}; it takes {sorted(LOSS_OPTIONS[kind])}")
+    return kind, options
+
+
+def _integer(value: Any) -> int | None:
+    """*value* as an int when it is one (``5`` or ``"5"``, not ``5.5`` or ``True``)."""
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            return int(value) if str(int(value)) == str(value).strip() else None
+    return None
+
+
+def _check_names(config: TrainConfig, source: str) -> None:
+    """Check every name the run will look up, so that a typo fails before any work."""
+    try:
+        loss_spec(config.loss)
+    except InputError as exc:
+        raise InputError(f"loss: {exc.message}", source) from None
+    problems = {
+        "optimizer.schedule": (config.optimizer.schedule, SCHEDULES),
+        "normalization.kind": (config.normalization.get("kind") if config.normalization else "none", NORMALIZATIONS),
+        "training.metric": (config.training.metric, tuple(METRICS)),
+        "model.architecture": (config.model.architecture, tuple(registry("models"))),
+    }
+    for key, (value, known) in problems.items():
+        if value not in known:
+            raise InputError(f"{key}: unknown {value!r}; one of {', '.join(known) or 'none registered'}", source)
+    if len(config.classes) < 2:
+        raise InputError(f"classes: at least two are needed (background first), got {config.classes}", source)
+    ids = [*range(len(config.classes)), config.data.ignore_index]
+    label_map = {}
+    for key, value in (config.data.label_map or {}).items():
+        source_value, class_id = _integer(key), _integer(value)
+        if source_value is None or class_id not in ids:
+            raise InputError(
+                f"data.label_map: {key!r}: {value!r}: source values are integers and class ids "
+                f"0..{len(config.classes) - 1} or ignore_index {config.data.ignore_index}",
+                source,
+            )
+        label_map[source_value] = class_id
+    config.data.label_map = label_map or None
+
+
 def _resolve(path: str, base: Path, key: str, source: str) -> str:
     resolved = Path(path) if Path(path).is_absolute() else base / path
     if not resolved.exists():
         raise InputError(f"{key}: no such file: {path}", source)
     return os.fspath(resolved)
+
+
+_PATHS = {"data": ("image", "labels"), "validation": ("image", "labels")}
+
+
+def _from_here(key: str, value: Any) -> Any:
+    """An override with its paths made absolute from the current directory."""
+
+    def absolute(path: Any) -> Any:
+        return os.fspath(Path(path).absolute()) if isinstance(path, (str, os.PathLike)) else path
+
+    if key == "out":
+        return absolute(value)
+    if key in _PATHS and isinstance(value, Mapping):
+        return {k: absolute(v) if k in _PATHS[key] else v for k, v in value.items()}
+    return value
 
 
 def load_config(config: str | os.PathLike | Mapping[str, Any] | TrainConfig, **overrides: Any) -> TrainConfig:
@@ -211,17 +327,21 @@ def load_config(config: str | os.PathLike | Mapping[str, Any] | TrainConfig, **o
         A YAML file, or its content already parsed.
     **overrides
         Values that replace the config's: a section (``training={"epochs": 2}``, merged)
-        or a key of one section by its own name (``epochs=2``, ``out="run"``).
+        or a key of one section by its own name (``epochs=2``, ``out="run"``). Paths
+        among them (``out``, ``data={"image": ...}``) are relative to the current
+        directory, not to the config file.
 
     Returns
     -------
     TrainConfig
-        With data paths made absolute (relative paths are relative to the file).
+        With data paths made absolute (relative paths in the file are relative to the
+        file).
 
     Raises
     ------
     InputError
-        For an unreadable file, an unknown key, a wrong type or a missing data file; the
+        For an unreadable file, an unknown key, a wrong type, an unknown name (loss,
+        schedule, normalization, architecture, metric) or a missing data file; the
         message names the config file and the key.
     """
     if isinstance(config, TrainConfig):
@@ -236,17 +356,21 @@ def load_config(config: str | os.PathLike | Mapping[str, Any] | TrainConfig, **o
             raise InputError(f"cannot read the config: {str(exc).splitlines()[0]}", source) from exc
         if not isinstance(data, Mapping):
             raise InputError("the config must be a mapping of sections", source)
-    data = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
     sections = typing.get_type_hints(TrainConfig)
+    # An empty section (``training:`` with nothing under it) is YAML's None: its defaults.
+    data = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    data.update({k: {} for k, v in data.items() if v is None and dataclasses.is_dataclass(sections.get(k))})
     for key, value in overrides.items():
+        value = _from_here(key, value)
         if key in sections:
-            data[key] = {**data.get(key, {}), **value} if isinstance(value, Mapping) else value
+            data[key] = {**(data.get(key) or {}), **value} if isinstance(value, Mapping) else value
             continue
         owners = [s for s, h in sections.items() if dataclasses.is_dataclass(h) and key in typing.get_type_hints(h)]
         if len(owners) != 1:
             raise InputError(f"unknown or ambiguous override {key!r}", source)
-        data.setdefault(owners[0], {})[key] = value
+        data[owners[0]] = {**(data.get(owners[0]) or {}), key: value}
     result = _build(TrainConfig, data, "", source)
+    _check_names(result, source)
     for key in ("image", "labels"):
         if not getattr(result.data, key):
             raise InputError(f"data.{key}: required", source)

@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import InputError
+from .config import LOSS_OPTIONS, loss_spec
 
 __all__ = ["DiceLoss", "DiceCELoss", "FocalLoss", "BoundaryLoss", "make_loss", "signed_distance", "LOSSES"]
 
@@ -129,23 +130,27 @@ class DiceCELoss(nn.Module):
         return self.dice_weight * self.dice(logits, target) + self.ce_weight * ce
 
 
-def signed_distance(mask: np.ndarray) -> np.ndarray:
+def signed_distance(mask: np.ndarray, unknown: np.ndarray | None = None) -> np.ndarray:
     """Signed Euclidean distance to the boundary of *mask*: negative inside, positive outside.
 
     Parameters
     ----------
     mask : numpy.ndarray of bool
         One object class, any rank.
+    unknown : numpy.ndarray of bool, optional
+        Voxels whose class is unknown (nodata): the object may go on there, so a mask
+        voxel next to them is not on a boundary. Their own distances are meaningless.
 
     Returns
     -------
     numpy.ndarray of float32
-        Zero everywhere when the mask is empty or full (no boundary).
+        Zero everywhere when the mask is empty or covers every known voxel (no boundary).
     """
-    if not mask.any() or mask.all():
+    known_mask = mask if unknown is None else mask | unknown
+    if not mask.any() or known_mask.all():
         return np.zeros(mask.shape, dtype=np.float32)
     outside = ndimage.distance_transform_edt(~mask)
-    inside = ndimage.distance_transform_edt(mask)
+    inside = ndimage.distance_transform_edt(known_mask)
     return (outside - (inside - 1) * mask).astype(np.float32)
 
 
@@ -153,7 +158,9 @@ class BoundaryLoss(nn.Module):
     """Kervadec's boundary loss: mean of ``p_c * phi_c`` over foreground classes and voxels.
 
     ``phi_c`` is :func:`signed_distance` of the ground truth of class *c* (in voxels),
-    computed on the CPU per sample.
+    computed on the CPU per sample. Voxels labelled ``ignore_index`` take no part and
+    make no boundary: an object cut by nodata has its outline only where it meets
+    known other classes.
 
     Parameters
     ----------
@@ -168,12 +175,19 @@ class BoundaryLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Return the loss for ``logits (B, C, *spatial)`` and ``target (B, *spatial)``."""
         classes = logits.shape[1]
+        if classes < 2:
+            raise InputError(f"the boundary loss needs at least 2 classes (background and objects), got {classes}")
         labels = target.detach().cpu().numpy()
-        distances = np.stack([np.stack([signed_distance(sample == c) for c in range(1, classes)]) for sample in labels])
+        distances = np.stack(
+            [
+                np.stack([signed_distance(sample == c, sample == self.ignore_index) for c in range(1, classes)])
+                for sample in labels
+            ]
+        )
         phi = torch.from_numpy(distances).to(logits.device)
         probs = torch.softmax(logits.float(), dim=1)[:, 1:]
         valid = (target != self.ignore_index).unsqueeze(1).to(probs.dtype)
-        return (probs * phi * valid).sum() / (valid.sum().clamp(min=1.0) * max(classes - 1, 1))
+        return (probs * phi * valid).sum() / (valid.sum().clamp(min=1.0) * (classes - 1))
 
 
 class _Sum(nn.Module):
@@ -186,7 +200,7 @@ class _Sum(nn.Module):
         return sum(self.weights[name] * term(logits, target) for name, term in self.terms.items())
 
 
-LOSSES = ("ce", "dice", "dice_ce", "focal", "boundary")
+LOSSES = tuple(LOSS_OPTIONS)
 
 
 def make_loss(spec: Mapping[str, Any] | str, *, ignore_index: int = 255) -> nn.Module:
@@ -212,20 +226,7 @@ def make_loss(spec: Mapping[str, Any] | str, *, ignore_index: int = 255) -> nn.M
     InputError
         If the kind is unknown or an option does not belong to it.
     """
-    spec = {"kind": spec} if isinstance(spec, str) else dict(spec)
-    kind = spec.pop("kind", "dice_ce")
-    allowed = {
-        "ce": {"class_weights"},
-        "dice": {"include_background", "batch"},
-        "dice_ce": {"class_weights", "dice_weight", "ce_weight"},
-        "focal": {"gamma"},
-        "boundary": {"weight"},
-    }
-    if kind not in allowed:
-        raise InputError(f"unknown loss {kind!r}; one of {', '.join(LOSSES)}")
-    unknown = sorted(set(spec) - allowed[kind])
-    if unknown:
-        raise InputError(f"loss {kind!r} takes no option {unknown[0]!r}; it takes {sorted(allowed[kind])}")
+    kind, spec = loss_spec(spec)
     if kind == "ce":
         weights = spec.get("class_weights")
         weight = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)

@@ -5,7 +5,8 @@ Training reads small patches out of images that need not fit in memory. A
 grid, and the window (*region*) patches may come from; only each patch's window is ever
 computed. The validation region is a separate window of the same image (a half, or a
 list of windows), so validation measures a place the network never saw, not random
-pixels next to training ones (:func:`split_region`).
+pixels next to training ones (:mod:`.regions`; :func:`split_region` and
+:func:`free_window` are re-exported here).
 
 :class:`PatchSampler` draws a batch from a seeded ``numpy.random.Generator``:
 
@@ -15,6 +16,9 @@ pixels next to training ones (:func:`split_region`).
   is computed once, chunk by chunk; afterwards one cell is read at full resolution to
   pick the voxel;
 - the others are placed uniformly in the region;
+- a patch never reads outside its region nor touches an excluded window: one longer
+  than the region is centred on it and padded with ``ignore_index``, one that touches an
+  excluded window is placed again;
 - patches that are mostly nodata are drawn again; nodata voxels get ``ignore_index``.
 """
 
@@ -31,51 +35,17 @@ import numpy as np
 
 from ..errors import InputError
 from ..image import Image
+from .regions import AXIS_NAMES, Region, free_window, overlaps, patch_shape, patch_start, split_region
 
-__all__ = ["TrainingPair", "PatchSampler", "BlockCache", "split_region", "read_labels", "AXIS_NAMES"]
-
-Region = tuple[slice, ...]
-AXIS_NAMES = {2: {"y": 0, "rows": 0, "x": 1, "columns": 1}, 3: {"x": 0, "y": 1, "z": 2}}
-
-
-def split_region(
-    shape: Sequence[int], axis: int | str, *, fraction: float = 0.5, side: str = "high"
-) -> tuple[Region, Region]:
-    """Split a grid in two along one axis: (training region, validation region).
-
-    Parameters
-    ----------
-    shape : sequence of int
-        Spatial shape.
-    axis : int or str
-        A spatial axis index, or a name: for 2D ``"x"`` (columns) or ``"y"`` (rows); for
-        3D ``"x"``, ``"y"``, ``"z"`` (the first, second, third voxel axis).
-    fraction : float
-        The validation share of that axis, in (0, 1).
-    side : {"high", "low"}
-        Where validation lies: ``"high"`` is the far end (east for ``"x"`` on a north-up
-        raster).
-
-    Returns
-    -------
-    tuple of (tuple of slice, tuple of slice)
-
-    Raises
-    ------
-    InputError
-        If the axis, fraction or side is not valid.
-    """
-    names = AXIS_NAMES.get(len(shape), {})
-    index = names.get(axis, axis) if isinstance(axis, str) else axis
-    if not isinstance(index, int) or not 0 <= index < len(shape):
-        raise InputError(f"split axis {axis!r} is not one of {sorted(names)} or 0..{len(shape) - 1}")
-    if not 0 < fraction < 1 or side not in ("high", "low"):
-        raise InputError(f"validation needs 0 < fraction < 1 and side 'high' or 'low', got {fraction}, {side!r}")
-    cut = round(shape[index] * (1 - fraction if side == "high" else fraction))
-    full = [slice(0, n) for n in shape]
-    low, high = list(full), list(full)
-    low[index], high[index] = slice(0, cut), slice(cut, shape[index])
-    return (tuple(low), tuple(high)) if side == "high" else (tuple(high), tuple(low))
+__all__ = [
+    "TrainingPair",
+    "PatchSampler",
+    "BlockCache",
+    "split_region",
+    "free_window",
+    "read_labels",
+    "AXIS_NAMES",
+]
 
 
 @dataclasses.dataclass
@@ -169,10 +139,6 @@ class BlockCache:
         return out
 
 
-def _overlaps(window: Region, other: Region) -> bool:
-    return all(a.start < b.stop and b.start < a.stop for a, b in zip(window, other, strict=True))
-
-
 class PatchSampler:
     """Draw training patches from lazy images.
 
@@ -211,8 +177,8 @@ class PatchSampler:
     ) -> None:
         self.pairs = list(pairs)
         ndim = self.pairs[0].image.ndim
-        sizes = [patch_size] * ndim if isinstance(patch_size, int) else list(patch_size)
-        self.patch_size = tuple(int(s) for s in sizes)
+        self.patch_size = patch_shape(patch_size, ndim)
+        self.fallback = [free_window(p.region, p.exclude, self.patch_size) for p in self.pairs]
         self.classes = classes
         self.foreground_fraction = foreground_fraction
         self.min_valid = min_valid
@@ -242,13 +208,21 @@ class PatchSampler:
         window = []
         for axis, (span, size) in enumerate(zip(pair.region, self.patch_size, strict=True)):
             room = span.stop - span.start - size
-            if centre is None:
-                start = span.start + (int(rng.integers(0, room + 1)) if room > 0 else room // 2)
-            else:
-                start = int(np.clip(centre[axis] - size // 2, span.start, span.start + max(room, 0)))
-                start = start if room >= 0 else span.start + room // 2
+            wanted = span.start + int(rng.integers(0, room + 1)) if centre is None and room > 0 else span.start
+            start = patch_start(span, size, wanted if centre is None else centre[axis] - size // 2)
             window.append(slice(start, start + size))
         return tuple(window)
+
+    def _place(self, rng: np.random.Generator, foreground: bool) -> tuple[int, Region]:
+        """A pair and a window in its region that touches none of its excluded windows."""
+        for _ in range(100):
+            pair_index = int(rng.choice(len(self.pairs), p=self.weights))
+            pair = self.pairs[pair_index]
+            centre = self._foreground_centre(pair_index, rng) if foreground else None
+            window = self._window(pair, centre, rng)
+            if not any(overlaps(window, other) for other in pair.exclude):
+                return pair_index, window
+        return pair_index, self.fallback[pair_index]
 
     def _foreground_centre(self, pair_index: int, rng: np.random.Generator) -> list[int] | None:
         index, pair = self.index[pair_index], self.pairs[pair_index]
@@ -269,8 +243,9 @@ class PatchSampler:
 
     def _read(self, pair_index: int, window: Region) -> tuple[np.ndarray, np.ndarray]:
         pair, caches = self.pairs[pair_index], self.caches[pair_index]
-        shape = pair.image.spatial_shape
-        inside = tuple(slice(max(w.start, 0), min(w.stop, n)) for w, n in zip(window, shape, strict=True))
+        inside = tuple(
+            slice(max(w.start, r.start), min(w.stop, r.stop)) for w, r in zip(window, pair.region, strict=True)
+        )
         image = caches[0].read((slice(None), *inside))
         labels, *valid = (cache.read(inside) for cache in caches[1:])
         labels = labels.astype(np.int64)
@@ -300,15 +275,10 @@ class PatchSampler:
             float32 image and int64 labels.
         """
         for _ in range(10):
-            pair_index = int(rng.choice(len(self.pairs), p=self.weights))
-            pair = self.pairs[pair_index]
-            centre = self._foreground_centre(pair_index, rng) if foreground else None
-            window = self._window(pair, centre, rng)
-            if any(_overlaps(window, other) for other in pair.exclude):
-                continue
+            pair_index, window = self._place(rng, foreground)
             image, labels = self._read(pair_index, window)
-            if np.mean(labels != self.ignore_index) >= self.min_valid or pair.valid is None:
-                return image, labels
+            if np.mean(labels != self.ignore_index) >= self.min_valid or self.pairs[pair_index].valid is None:
+                break
         return image, labels
 
     def batch(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -339,9 +309,10 @@ def read_labels(labels: Image, *, label_map: dict[int, int] | None, ignore_index
     labels : Image
         One-channel label image.
     label_map : dict, optional
-        Source value to class id; None leaves values as they are.
+        Source value (any integer, negative ones included) to class id; None leaves
+        values as they are.
     ignore_index : int
-        Kept as it is by the map.
+        Kept as it is by the map, unless the map names it.
 
     Returns
     -------
@@ -349,17 +320,13 @@ def read_labels(labels: Image, *, label_map: dict[int, int] | None, ignore_index
     """
     if not label_map:
         return labels
-    size = max(max(label_map), ignore_index) + 1
-    table = np.zeros(size, dtype=np.int64)
-    table[ignore_index] = ignore_index
-    for source, target in label_map.items():
-        table[int(source)] = int(target)
+    mapping = {ignore_index: ignore_index, **{int(k): int(v) for k, v in label_map.items()}}
+    sources = np.array(sorted(mapping), dtype=np.int64)
+    targets = np.array([mapping[s] for s in sources.tolist()], dtype=np.int64)
 
     def remap(block: np.ndarray) -> np.ndarray:
         block = block.astype(np.int64)
-        out = np.zeros(block.shape, dtype=np.int64)
-        known = (block >= 0) & (block < size)
-        out[known] = table[block[known]]
-        return out
+        position = np.searchsorted(sources, block).clip(max=len(sources) - 1)
+        return np.where(sources[position] == block, targets[position], 0)
 
     return labels.replace(data=labels.data.map_blocks(remap, dtype=np.int64))

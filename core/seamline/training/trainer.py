@@ -45,13 +45,13 @@ from ..normalize import fit_normalization, normalize
 from ..plugins import registry
 from .augment import augment
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig, load_config
+from .config import METRICS, SCHEDULES, TrainConfig, load_config
 from .losses import make_loss
-from .sampling import PatchSampler, TrainingPair, read_labels, split_region
+from .sampling import PatchSampler, TrainingPair, free_window, read_labels, split_region
 
 __all__ = ["train", "TrainResult", "learning_rate"]
 
-_LOWER_IS_BETTER = ("loss", "hd95")
+_LOWER_IS_BETTER = ("mean_hd95",)
 
 
 @dataclasses.dataclass
@@ -102,8 +102,8 @@ def learning_rate(step: int, total: int, *, lr: float, schedule: str, warmup: fl
     -------
     float
     """
-    if schedule not in ("cosine", "onecycle", "constant"):
-        raise InputError(f"optimizer.schedule: unknown schedule {schedule!r}; cosine, onecycle or constant")
+    if schedule not in SCHEDULES:
+        raise InputError(f"optimizer.schedule: unknown schedule {schedule!r}; one of {', '.join(SCHEDULES)}")
     warm = max(1, round(total * (0.3 if schedule == "onecycle" else warmup)))
     if step < warm:
         return lr * (step + 1) / warm
@@ -142,16 +142,19 @@ def _open_pair(image_path: str, labels_path: str, cfg: TrainConfig) -> tuple[Ima
 
 
 def _regions(cfg: TrainConfig, image: Image) -> tuple[tuple, list, list]:
-    """(training region, windows excluded from training, validation windows)."""
+    """(training region, windows excluded from training, validation windows); checks that a patch fits."""
     full = tuple(slice(0, n) for n in image.spatial_shape)
     val = cfg.validation
     if val is None or val.image:
-        return full, [], []
-    if val.windows:
+        regions: tuple[tuple, list, list] = (full, [], [])
+    elif val.windows:
         windows = [tuple(slice(int(a), int(b)) for a, b in window) for window in val.windows]
-        return full, windows, windows
-    train_region, val_region = split_region(image.spatial_shape, val.split, fraction=val.fraction, side=val.side)
-    return train_region, [], [val_region]
+        regions = (full, windows, windows)
+    else:
+        train_region, val_region = split_region(image.spatial_shape, val.split, fraction=val.fraction, side=val.side)
+        regions = (train_region, [], [val_region])
+    free_window(regions[0], regions[1], cfg.patches.size)
+    return regions
 
 
 def _card(cfg: TrainConfig, image: Image, normalization: dict) -> ModelCard:
@@ -175,30 +178,24 @@ def _card(cfg: TrainConfig, image: Image, normalization: dict) -> ModelCard:
 
 
 def _metric(report: Any, name: str) -> float:
-    for source in (report, getattr(report, "summary", None)):
-        if source is None:
-            continue
-        if hasattr(source, name):
-            return float(getattr(source, name))
-        if isinstance(source, dict) and name in source:
-            return float(source[name])
-    raise InputError(f"training.metric: the evaluation report has no figure {name!r}")
+    """The figure *name* of an evaluation report (an object score without its ``object_``)."""
+    value = report.summary.get(name, (report.objects or {}).get(name.removeprefix("object_")))
+    if value is None:
+        raise InputError(f"training.metric: the validation gave no {name!r}")
+    return float(value)
 
 
 def _validate(bundle: Bundle, windows: list[tuple[Image, Image]], cfg: TrainConfig, device: str) -> dict[str, float]:
     from ..metrics import evaluate
 
     scores: list[float] = []
+    options = {"boundary_tolerance": None, **METRICS[cfg.training.metric]}
     for image, truth in windows:
         prediction = bundle.predict(
             image, output="labels", batch_size=cfg.predict.batch_size, device=device, progress=False
         )
         report = evaluate(
-            prediction,
-            truth,
-            num_classes=len(bundle.card.classes),
-            ignore_index=cfg.data.ignore_index,
-            boundary_tolerance=None,
+            prediction, truth, num_classes=len(bundle.card.classes), ignore_index=cfg.data.ignore_index, **options
         )
         scores.append(_metric(report, cfg.training.metric))
     bundle.module.train()
@@ -214,6 +211,27 @@ def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
     for name, text in (("history.csv", buffer.getvalue()), ("history.json", json.dumps(history, indent=1))):
         with atomic_output(out / name, overwrite=True) as tmp:
             Path(tmp).write_text(text)
+
+
+def _improves(value: float | None, best: float | None, *, lower: bool) -> bool:
+    """Whether an epoch's validation *value* beats the *best* so far.
+
+    Without validation (None) every epoch does, and so does the first epoch. A NaN value
+    (no class present, say) never beats anything, and anything beats a NaN best.
+    """
+    if value is None or best is None:
+        return True
+    if math.isnan(value):
+        return False
+    return math.isnan(best) or (value < best if lower else value > best)
+
+
+def _check_resumable(checkpoint: Path) -> None:
+    """Raise InputError when there is no checkpoint to resume from."""
+    if not (checkpoint / "state.json").is_file():
+        aside = sorted(checkpoint.parent.glob(f".{checkpoint.name}.*.old"))
+        hint = f"; an earlier one was left at {aside[-1].name}: rename it to {checkpoint.name}" if aside else ""
+        raise InputError(f"nothing to resume: no checkpoint{hint}", checkpoint)
 
 
 def _steps_per_epoch(cfg: TrainConfig) -> int:
@@ -271,7 +289,7 @@ def train(
     config : path, dict or TrainConfig
         A YAML config file (see :data:`seamline.training.config.EXAMPLE`) or its content.
     resume : bool
-        Continue from ``out/checkpoint`` when it exists.
+        Continue from ``out/checkpoint``, which must exist.
     overwrite : bool
         Start afresh even when ``out`` holds an earlier run.
     **overrides
@@ -284,14 +302,16 @@ def train(
     Raises
     ------
     InputError
-        If the config is invalid or its data cannot be opened.
+        If the config is invalid, its data cannot be opened, or *resume* finds no
+        usable checkpoint.
     OutputExistsError
         If ``out/model`` exists and neither *resume* nor *overwrite* is set.
     """
     cfg = load_config(config, **overrides)
     out = Path(cfg.out)
     checkpoint = out / "checkpoint"
-    resuming = resume and (checkpoint / "state.json").exists()
+    if resume:
+        _check_resumable(checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     check_writable(out / "model", overwrite=overwrite or resume)
     loop = cfg.training
@@ -323,12 +343,15 @@ def train(
     loss_fn = make_loss(cfg.loss, ignore_index=cfg.data.ignore_index).to(device)
     steps = _steps_per_epoch(cfg)
     state: dict[str, Any] = {"epoch": -1, "history": [], "best_metric": None, "best_epoch": None, "stale": 0}
-    if resuming:
+    if resume:
         saved, state = load_checkpoint(checkpoint, optimizer)
-        module.load_state_dict(saved.module.state_dict())
+        try:
+            module.load_state_dict(saved.module.state_dict())
+        except RuntimeError:
+            raise InputError("its model differs from the config's (start again with --overwrite)", checkpoint) from None
 
     key = f"val_{loop.metric}"
-    lower = any(word in loop.metric for word in _LOWER_IS_BETTER)
+    lower = loop.metric in _LOWER_IS_BETTER
     stopped_early = False
     for epoch in range(state["epoch"] + 1, loop.epochs):
         started = time.perf_counter()
@@ -339,10 +362,8 @@ def train(
             row.update(_validate(bundle, windows, cfg, loop.device))
         row["seconds"] = round(time.perf_counter() - started, 3)
         state["history"].append(row)
-        best = state["best_metric"]
         value = row.get(key)
-        improved = value is None or best is None or (value < best if lower else value > best)
-        if improved:
+        if _improves(value, state["best_metric"], lower=lower):
             state.update(best_metric=value, best_epoch=epoch + 1, stale=0)
             card.training = {
                 "epochs": epoch + 1,
