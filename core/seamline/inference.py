@@ -43,7 +43,7 @@ from .devices import run_batch, worker_threads
 from .errors import InputError, ModelError
 from .image import Image
 from .scores import label_dtype, most_likely, probabilities
-from .tiling import TileGrid, tile_grid
+from .tiling import TileGrid, chunks_overlapping, tile_grid
 
 __all__ = ["predict", "OUTPUTS"]
 
@@ -144,16 +144,8 @@ def _channels(model: torch.nn.Module, bands: int, grid: TileGrid, device: str, a
 
 def _blocks_under(x: da.Array, lo: Sequence[int], hi: Sequence[int]) -> tuple[list, list]:
     """Keys and origins of the chunks of *x* that overlap the spatial window ``[lo, hi)``."""
-    bounds = [np.cumsum((0, *c)) for c in x.chunks[1:]]
-    ranges = [
-        range(int(np.searchsorted(b, low, "right")) - 1, int(np.searchsorted(b, h, "left")))
-        for b, low, h in zip(bounds, lo, hi, strict=True)
-    ]
-    keys, origins = [], []
-    for index in itertools.product(*ranges):
-        keys.append((x.name, 0, *index))
-        origins.append(tuple(int(b[i]) for b, i in zip(bounds, index, strict=True)))
-    return keys, origins
+    pieces = chunks_overlapping(x.chunks[1:], lo, hi)
+    return [(x.name, 0, *index) for index, _, _ in pieces], [start for _, start, _ in pieces]
 
 
 def _tile_runs(grid: TileGrid, batch_size: int) -> list[list[tuple[int, ...]]]:

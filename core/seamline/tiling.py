@@ -20,9 +20,11 @@ import itertools
 import math
 from collections.abc import Iterator, Sequence
 
+import numpy as np
+
 from .errors import InputError
 
-__all__ = ["TileGrid", "tile_grid", "per_axis", "intersection"]
+__all__ = ["TileGrid", "tile_grid", "per_axis", "intersection", "chunks_overlapping"]
 
 
 def per_axis(value: int | float | Sequence, ndim: int, name: str) -> tuple:
@@ -213,3 +215,33 @@ def intersection(
         inside.append(slice(first - s, last - s))
         region.append(slice(first - low, last - low))
     return tuple(inside), tuple(region)
+
+
+def chunks_overlapping(
+    chunks: Sequence[Sequence[int]], lo: Sequence[int], hi: Sequence[int]
+) -> list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """The chunks of a chunked array that overlap the window ``[lo, hi)``.
+
+    Parameters
+    ----------
+    chunks : sequence of sequence of int
+        The chunk sizes along each axis (dask's ``chunks``).
+    lo, hi : sequence of int
+        The window's first voxel and the voxel past its last, one per axis.
+
+    Returns
+    -------
+    list of (index, start, size)
+        Each overlapping chunk's block index, first voxel and shape, in C order; with
+        :func:`intersection` they say which part of the chunk lands where in the window.
+    """
+    bounds = [np.cumsum((0, *c)) for c in chunks]
+    ranges = [
+        range(int(np.searchsorted(b, low, "right")) - 1, int(np.searchsorted(b, high, "left")))
+        for b, low, high in zip(bounds, lo, hi, strict=True)
+    ]
+    return [
+        (index, tuple(int(b[i]) for b, i in zip(bounds, index, strict=True)),
+         tuple(int(c[i]) for c, i in zip(chunks, index, strict=True)))
+        for index in itertools.product(*ranges)
+    ]  # fmt: skip

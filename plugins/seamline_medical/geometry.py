@@ -35,6 +35,7 @@ from scipy import ndimage
 
 from seamline.errors import InputError
 from seamline.image import Image
+from seamline.tiling import chunks_overlapping, intersection
 
 __all__ = ["reorient", "resample", "spacing_grid", "prepare_input", "GEOMETRY_KEYS"]
 
@@ -116,21 +117,15 @@ def _resample_block(pieces: list, matrix: np.ndarray, offset: np.ndarray, shape:
     return out
 
 
-def _region(source: da.Array, bounds: list[np.ndarray], low: np.ndarray, high: np.ndarray) -> list:
+def _region(source: da.Array, low: np.ndarray, high: np.ndarray) -> list:
     """Tasks for the pieces of *source*'s chunks that make up voxels ``low:high``, nested like the chunks."""
-    covering = [
-        range(int(np.searchsorted(b, lo, side="right")) - 1, int(np.searchsorted(b, hi, side="left")))
-        for b, lo, hi in zip(bounds, low, high, strict=True)
-    ]
-    pieces = np.empty(tuple(len(r) for r in covering), dtype=object)
-    for at in np.ndindex(*pieces.shape):
-        chunk = [r[i] for r, i in zip(covering, at, strict=True)]
-        part = tuple(
-            slice(max(lo, b[c]) - b[c], min(hi, b[c + 1]) - b[c])
-            for b, c, lo, hi in zip(bounds, chunk, low, high, strict=True)
-        )
-        pieces[at] = (operator.getitem, (source.name, 0, *chunk), (slice(None), *part))
-    return [pieces.tolist()]
+    pieces = chunks_overlapping(source.chunks[1:], low, high)
+    nested = np.empty(len(pieces), dtype=object)
+    for at, (index, start, size) in enumerate(pieces):
+        inside, _ = intersection(start, size, low, high - low)
+        nested[at] = (operator.getitem, (source.name, 0, *index), (slice(None), *inside))
+    counts = tuple(last - first + 1 for first, last in zip(pieces[0][0], pieces[-1][0], strict=True))
+    return [nested.reshape(counts).tolist()]
 
 
 def resample(image: Image, shape: Sequence[int], affine: np.ndarray, *, order: int = 1) -> Image:
@@ -169,7 +164,6 @@ def resample(image: Image, shape: Sequence[int], affine: np.ndarray, *, order: i
     limit = max(1, BLOCK_VOXELS // image.channels) * 4
     chunks = da.core.normalize_chunks("auto", shape, limit=limit, dtype=np.float32)
     bounds = [np.cumsum((0, *c)) for c in chunks]
-    source_bounds = [np.cumsum((0, *c)) for c in source.chunks[1:]]
     extent = np.asarray(image.spatial_shape)
     name = "resample-" + tokenize(source, matrix, shift, shape, order)
     tasks = {}
@@ -181,7 +175,7 @@ def resample(image: Image, shape: Sequence[int], affine: np.ndarray, *, order: i
         low = np.clip(np.floor(mapped.min(0)).astype(int) - 1, 0, extent - 1)
         high = np.clip(np.ceil(mapped.max(0)).astype(int) + 2, low + 1, extent)
         offset = matrix @ start + shift - low
-        region = _region(source, source_bounds, low, high)
+        region = _region(source, low, high)
         tasks[(name, 0, *index)] = (_resample_block, region, kernel, offset, size, order)
     graph = HighLevelGraph.from_collections(name, tasks, dependencies=[source])
     data = da.Array(graph, name, chunks=((image.channels,), *chunks), dtype=dtype)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import dask.array as da
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from monai.data.utils import dense_patch_slices
 from monai.inferers.utils import _get_scan_interval
 
 from seamline.errors import InputError
-from seamline.tiling import intersection, tile_grid
+from seamline.tiling import chunks_overlapping, intersection, tile_grid
 
 OVERLAPS = st.sampled_from([0.0, 0.25, 0.5, 0.75, 0.1, 0.9])
 
@@ -89,3 +90,22 @@ def test_intersection():
 def test_bad_options_are_input_errors(tile, overlap):
     with pytest.raises(InputError):
         tile_grid((32, 32), tile, overlap)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_chunks_overlapping_cover_a_window_exactly_once(data):
+    ndim = data.draw(st.integers(1, 3))
+    chunks = [data.draw(st.lists(st.integers(1, 7), min_size=1, max_size=5)) for _ in range(ndim)]
+    shape = [sum(c) for c in chunks]
+    lo = [data.draw(st.integers(0, n - 1)) for n in shape]
+    hi = [data.draw(st.integers(low + 1, n)) for low, n in zip(lo, shape, strict=True)]
+    window = [h - low for low, h in zip(lo, hi, strict=True)]
+    array = np.arange(np.prod(shape)).reshape(shape)
+    blocks = da.from_array(array, chunks=tuple(tuple(c) for c in chunks))
+    covered = np.full(window, -1)
+    for index, start, size in chunks_overlapping(blocks.chunks, lo, hi):
+        inside, region = intersection(start, size, lo, window)
+        assert (covered[region] == -1).all()
+        covered[region] = blocks.blocks[index].compute()[inside]
+    np.testing.assert_array_equal(covered, array[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))])

@@ -25,7 +25,6 @@ pixels next to training ones (:mod:`.regions`; :func:`split_region` and
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -35,6 +34,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..image import Image
+from ..tiling import chunks_overlapping, intersection
 from .regions import AXIS_NAMES, Region, free_window, overlaps, patch_shape, patch_start, split_region
 
 __all__ = [
@@ -104,7 +104,6 @@ class BlockCache:
     def __init__(self, data: da.Array, max_bytes: int) -> None:
         self.data = data
         self.max_bytes = max_bytes
-        self.bounds = [np.cumsum((0, *c)) for c in data.chunks]
         self.blocks: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
         self.size = 0
 
@@ -122,20 +121,11 @@ class BlockCache:
     def read(self, window: Sequence[slice]) -> np.ndarray:
         """Return ``data[window]`` (one slice per axis, steps of 1) as NumPy."""
         window = [slice(*s.indices(n)[:2]) for s, n in zip(window, self.data.shape, strict=True)]
-        out = np.empty([s.stop - s.start for s in window], dtype=self.data.dtype)
-        ranges = [
-            range(int(np.searchsorted(b, s.start, "right")) - 1, int(np.searchsorted(b, s.stop, "left")))
-            for b, s in zip(self.bounds, window, strict=True)
-        ]
-        for index in itertools.product(*ranges):
-            block = self._block(index)
-            lows = [max(b[i], s.start) for b, i, s in zip(self.bounds, index, window, strict=True)]
-            highs = [min(b[i + 1], s.stop) for b, i, s in zip(self.bounds, index, window, strict=True)]
-            target = tuple(slice(lo - s.start, hi - s.start) for lo, hi, s in zip(lows, highs, window, strict=True))
-            source = tuple(
-                slice(lo - b[i], hi - b[i]) for lo, hi, b, i in zip(lows, highs, self.bounds, index, strict=True)
-            )
-            out[target] = block[source]
+        lo, hi = [s.start for s in window], [s.stop for s in window]
+        out = np.empty([b - a for a, b in zip(lo, hi, strict=True)], dtype=self.data.dtype)
+        for index, start, size in chunks_overlapping(self.data.chunks, lo, hi):
+            inside, region = intersection(start, size, lo, out.shape)
+            out[region] = self._block(index)[inside]
         return out
 
 
