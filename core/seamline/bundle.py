@@ -270,7 +270,7 @@ class Bundle:
         if not isinstance(image, Image):
             image = Image.from_array(image)
         model_input = self.prepare(image)
-        prepared = get_plugin_manager().hook.seamline_prepare_input(image=model_input, card=self.card)
+        prepared = get_plugin_manager().hook.seamline_prepare_input(image=model_input, card=self.card, kind="image")
         restore = None
         if prepared is not None:
             model_input, restore = prepared

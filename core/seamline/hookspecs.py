@@ -121,19 +121,23 @@ def seamline_commands(cli: Any) -> None:
 
 
 @hookspec(firstresult=True)
-def seamline_prepare_input(image: Any, card: Any) -> Any:
+def seamline_prepare_input(image: Any, card: Any, kind: str) -> Any:
     """Bring an image onto the grid a model expects, and say how to bring results back.
 
-    Called by :func:`seamline.predict` with a model bundle. A medical plugin reorients a
-    volume to RAS and resamples it to the bundle's target spacing here. The first plugin
-    that returns something wins; return None to leave the image as it is.
+    Called by :func:`seamline.predict` with a model bundle, and by the trainer for the
+    training image and its labels, so a model sees the same grid in training and in
+    prediction. A medical plugin reorients a volume to RAS and resamples it to the
+    bundle's target spacing here. The first plugin that returns something wins; return
+    None to leave the image as it is.
 
     Parameters
     ----------
     image : seamline.Image
         The image as read.
     card : seamline.bundle.ModelCard
-        The bundle's model card (target spacing, dimensions, ...).
+        The bundle's model card (``target_spacing``, ``spatial_dims``, ...).
+    kind : {"image", "labels"}
+        What *image* holds: intensities (resampled linearly) or labels (nearest).
 
     Returns
     -------

@@ -36,7 +36,7 @@ import dask.array as da
 import numpy as np
 import torch
 from dask.highlevelgraph import HighLevelGraph
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .blending import accumulate, blend_region, weight_window
 from .devices import run_batch, worker_threads

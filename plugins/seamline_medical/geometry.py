@@ -207,7 +207,9 @@ def _target_spacing(image: Image, target: Sequence[float] | None) -> tuple[float
     return target
 
 
-def prepare_input(image: Image, card: Any) -> tuple[Image, Callable[[Image, str], Image]] | None:
+def prepare_input(
+    image: Image, card: Any, *, kind: str = "image"
+) -> tuple[Image, Callable[[Image, str], Image]] | None:
     """Bring a volume onto the model's grid: RAS axes and the card's target spacing.
 
     Parameters
@@ -218,6 +220,8 @@ def prepare_input(image: Image, card: Any) -> tuple[Image, Callable[[Image, str]
         A model card; ``target_spacing`` (sequence of float or None; two values resample
         the axial plane only, for slice models) and ``spatial_dims`` (2, 3 or None) are
         read from it when present.
+    kind : {"image", "labels"}
+        Intensities are resampled linearly, labels by nearest neighbour.
 
     Returns
     -------
@@ -240,7 +244,7 @@ def prepare_input(image: Image, card: Any) -> tuple[Image, Callable[[Image, str]
     target = _target_spacing(canonical, getattr(card, "target_spacing", None))
     if target is not None and not np.allclose(canonical.spacing, target, rtol=1e-6, atol=0):
         shape, affine = spacing_grid(canonical, target)
-        model_grid = resample(canonical, shape, affine, order=1)
+        model_grid = resample(canonical, shape, affine, order=0 if kind == "labels" else 1)
     back_ornt = orientations.ornt_transform(orientations.axcodes2ornt("RAS"), orientations.io_orientation(image.affine))
 
     def restore(output: Image, kind: str = "labels") -> Image:

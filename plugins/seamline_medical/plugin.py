@@ -98,5 +98,5 @@ def seamline_commands(cli: Any) -> None:
 
 
 @hookimpl
-def seamline_prepare_input(image: Any, card: Any) -> Any:
-    return deferred("seamline_medical.geometry", "prepare_input")(image, card)
+def seamline_prepare_input(image: Any, card: Any, kind: str) -> Any:
+    return deferred("seamline_medical.geometry", "prepare_input")(image, card, kind=kind)

@@ -28,12 +28,13 @@ import math
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import dask.array as da
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .. import io as seamline_io
 from ..atomic import atomic_output, check_writable
@@ -42,7 +43,7 @@ from ..devices import autocast, resolve_device
 from ..errors import InputError
 from ..image import Image
 from ..normalize import fit_normalization, normalize
-from ..plugins import registry
+from ..plugins import get_plugin_manager, registry
 from .augment import augment
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import METRICS, SCHEDULES, TrainConfig, load_config
@@ -138,7 +139,21 @@ def _open_pair(image_path: str, labels_path: str, cfg: TrainConfig) -> tuple[Ima
     mask = image.valid_mask()
     if mask is not None:
         labels = labels.replace(data=da.where(mask[None], labels.data, cfg.data.ignore_index))
-    return image, labels
+    return _on_model_grid(image, labels, cfg)
+
+
+def _on_model_grid(image: Image, labels: Image, cfg: TrainConfig) -> tuple[Image, Image]:
+    """Image and labels on the grid the model will see when predicting (``seamline_prepare_input``).
+
+    A volume is reoriented to RAS and resampled to ``predict.target_spacing`` (labels by
+    nearest neighbour), as :meth:`Bundle.predict` will do with the trained bundle.
+    """
+    hook = get_plugin_manager().hook.seamline_prepare_input
+    card = SimpleNamespace(target_spacing=cfg.predict.target_spacing, spatial_dims=image.ndim)
+    prepared = hook(image=image, card=card, kind="image")
+    if prepared is None:
+        return image, labels
+    return prepared[0], hook(image=labels, card=card, kind="labels")[0]
 
 
 def _regions(cfg: TrainConfig, image: Image) -> tuple[tuple, list, list]:
