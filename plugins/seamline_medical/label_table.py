@@ -5,7 +5,7 @@ every id fits, else uint16 (:func:`label_dtype`; negative ids or ids above 65535
 error), with ``intent_code`` ``label`` and none of the intensity header's display fields
 (:func:`mark_as_labels`). Its names and colours travel as a *label table*
 (:func:`label_table`) written twice: in the header as a comment extension
-(:func:`label_extension`, read back by :func:`label_names`), so the file describes
+(:func:`label_extension`, read back by :func:`read_label_table`), so the file describes
 itself, and in a JSON sidecar beside it (:func:`sidecar_path`), for other tools.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 from seamline.errors import InputError
 from seamline.image import Image
 
-__all__ = ["label_table", "sidecar_path", "label_names", "label_extension", "label_dtype", "mark_as_labels"]
+__all__ = ["label_table", "sidecar_path", "read_label_table", "label_extension", "label_dtype", "mark_as_labels"]
 
 LABEL_TABLE_KEY = "seamline_label_table"
 _COMMENT = 6  # NIFTI_ECODE_COMMENT: the extension code that carries the label table
@@ -73,8 +73,8 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return path.with_name(f"{stem}.labels.json")
 
 
-def label_names(header: Any) -> dict[int, str] | None:
-    """The label names of a header's label table extension, if it has one.
+def read_label_table(header: Any) -> tuple[dict[int, str], dict[int, tuple[int, int, int]]] | None:
+    """The names and colours of a header's label table extension, if it has one.
 
     Parameters
     ----------
@@ -82,7 +82,8 @@ def label_names(header: Any) -> dict[int, str] | None:
 
     Returns
     -------
-    dict of int to str, or None
+    (dict of int to str, dict of int to (r, g, b)) or None
+        Names by label id, and colours for the ids the table gives one.
     """
     for extension in header.extensions:
         if extension.get_code() != _COMMENT:
@@ -92,7 +93,10 @@ def label_names(header: Any) -> dict[int, str] | None:
         except (ValueError, UnicodeDecodeError):
             continue
         if isinstance(table, dict) and LABEL_TABLE_KEY in table:
-            return {int(k): str(v["name"]) for k, v in table[LABEL_TABLE_KEY].items()}
+            entries = table[LABEL_TABLE_KEY].items()
+            names = {int(k): str(v["name"]) for k, v in entries}
+            colors = {int(k): tuple(int(c) for c in v["color"][:3]) for k, v in entries if v.get("color")}
+            return names, colors
     return None
 
 

@@ -30,7 +30,7 @@ from seamline.errors import InputError
 from seamline.image import Image
 
 from .formats import refuse_options
-from .label_table import label_names
+from .label_table import read_label_table
 
 __all__ = ["open_nifti", "VoxelFile", "CompressedVoxels", "CHUNK_BYTES"]
 
@@ -160,7 +160,7 @@ def open_nifti(path: str | os.PathLike, chunks: Any = None, **options: Any) -> I
         Shaped ``(C, i, j, k)`` (C = 1 for a 2D or 3D file, the fourth axis otherwise;
         k = 1 for a 2D file), with ``affine = img.affine`` and ``meta`` holding
         ``anchor="center"``, ``path``, ``nifti_header``, ``sform_code``, ``qform_code``,
-        ``units`` and, for label volumes written by seamline, ``class_names``.
+        ``units`` and, for label volumes written by seamline, ``class_names`` and ``colors``.
 
     Raises
     ------
@@ -201,7 +201,9 @@ def open_nifti(path: str | os.PathLike, chunks: Any = None, **options: Any) -> I
         "qform_code": int(header["qform_code"]),
         "units": tuple(header.get_xyzt_units()),
     }
-    names = label_names(header)
-    if names is not None:
-        meta["class_names"] = names
+    table = read_label_table(header)
+    if table is not None:
+        meta["class_names"], colors = table
+        if colors:
+            meta["colors"] = colors
     return Image(data, affine, None, meta)

@@ -155,7 +155,8 @@ def test_labels_get_uint8_intent_and_label_table(tmp_path):
     assert got.header.get_intent()[0] == "label"
     table = json.loads(sidecar_path(out).read_text())
     assert table["2"] == {"name": "spleen", "color": [255, 0, 0]}
-    assert seamline.open(out).meta["class_names"] == names
+    back = seamline.open(out).meta
+    assert back["class_names"] == names and back["colors"][2] == (255, 0, 0)
     np.testing.assert_array_equal(np.asanyarray(got.dataobj), labels[0])
 
 
