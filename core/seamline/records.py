@@ -1,0 +1,193 @@
+"""The records plugins register: what a reader, writer, model, output or recipe is.
+
+Every ``register(...)`` callback in :mod:`seamline.hookspecs` takes one of these frozen
+dataclasses; :mod:`seamline.plugins` collects them into registries keyed by ``name``.
+Their callables may be :func:`deferred`, so that registering a plugin imports none of the
+heavy libraries its work needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Reader", "Writer", "Architecture", "Output", "Recipe", "deferred", "RECORD_TYPES"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reader:
+    """A format seamline can read.
+
+    Attributes
+    ----------
+    name : str
+        Unique name, e.g. ``"geotiff"``.
+    can_open : callable
+        ``can_open(path) -> bool``; cheap, never reads the whole file.
+    open : callable
+        ``open(path, chunks=None, **options) -> Image``; lazy.
+    suffixes : tuple of str
+        File suffixes, for messages and docs (``(".tif", ".tiff")``).
+    description : str
+        One line for ``seamline plugins``.
+    needs_grid : bool
+        True for data without a grid of its own (vector polygons): ``open`` then takes
+        ``like=<Image>`` and returns the data on that image's grid. Commands that pair
+        files (``seamline evaluate``) pass the other file as ``like``.
+    """
+
+    name: str
+    can_open: Callable[[str], bool]
+    open: Callable[..., Any]
+    suffixes: tuple[str, ...] = ()
+    description: str = ""
+    needs_grid: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Writer:
+    """A format seamline can write.
+
+    Attributes
+    ----------
+    name : str
+        Unique name, e.g. ``"cog"``.
+    can_save : callable
+        ``can_save(path) -> bool``, from the path alone.
+    save : callable
+        ``save(image, path, *, overwrite=False, **options)``; streams, writes atomically.
+    suffixes, description
+        As for :class:`Reader`.
+    """
+
+    name: str
+    can_save: Callable[[str], bool]
+    save: Callable[..., Any]
+    suffixes: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """A model architecture, built by name from a bundle's model card.
+
+    Attributes
+    ----------
+    name : str
+        Unique name, e.g. ``"smp.Unet"`` or ``"medical.TransUNet"``.
+    build : callable
+        ``build(in_channels, classes, **kwargs) -> torch.nn.Module`` with random weights.
+    spatial_dims : int or None
+        2 or 3 when the network only takes that rank; None when either works.
+    description : str
+        One line for ``seamline plugins``.
+    """
+
+    name: str
+    build: Callable[..., Any]
+    spatial_dims: int | None = None
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """A product derived from predicted labels (polygons, a statistics table, meshes).
+
+    Attributes
+    ----------
+    name : str
+        Unique name, e.g. ``"polygons"``.
+    option : str
+        The ``seamline predict`` option that asks for it, e.g. ``"--polygons"``.
+    write : callable
+        ``write(labels, path, *, image, overwrite=False)``.
+    help : str
+        Help text for the option.
+    check : callable, optional
+        ``check(path, image)``: raise an :class:`~seamline.errors.InputError` when this
+        output cannot be written to *path* for the (lazy, unread) input *image*, e.g. an
+        unsupported suffix or a 2D scene for a 3D product. ``seamline predict`` calls it
+        before any work, so a bad option never leaves a half-made set of outputs.
+    """
+
+    name: str
+    option: str
+    write: Callable[..., Any]
+    help: str = ""
+    check: Callable[..., Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A task preset: defaults for training and prediction.
+
+    Attributes
+    ----------
+    name : str
+        Unique name, e.g. ``"glacier-landsat"``.
+    description : str
+        One line.
+    config : dict
+        Bands, normalization, classes, tile size, architecture, ...
+    """
+
+    name: str
+    description: str
+    config: dict = dataclasses.field(default_factory=dict)
+
+
+def deferred(module: str, name: str, *bound: Any) -> Callable[..., Any]:
+    """A function that imports *module* on its first call and calls *name* there.
+
+    Plugins register it in records so that loading the plugin (``seamline plugins``)
+    imports none of the heavy libraries the work needs.
+
+    Parameters
+    ----------
+    module : str
+        The full module name, e.g. ``"seamline_medical.nifti"``.
+    name : str
+        The function in that module.
+    *bound
+        Leading positional arguments, passed before the caller's.
+
+    Returns
+    -------
+    callable
+        ``call(*args, **kwargs) = module.name(*bound, *args, **kwargs)``; its
+        ``inspect.signature`` is the target's (imported when asked), so the options a
+        reader or writer takes can be checked before calling it.
+    """
+    return _Deferred(module, name, bound)
+
+
+class _Deferred:
+    """The callable :func:`deferred` returns."""
+
+    def __init__(self, module: str, name: str, bound: tuple) -> None:
+        self.module, self.bound = module, bound
+        self.__name__ = name
+        self.__qualname__ = f"deferred({module}.{name})"
+
+    def _target(self) -> Callable[..., Any]:
+        return functools.partial(getattr(importlib.import_module(self.module), self.__name__), *self.bound)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._target()(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self._target())
+
+
+RECORD_TYPES: dict[str, type] = {
+    "seamline_readers": Reader,
+    "seamline_writers": Writer,
+    "seamline_models": Architecture,
+    "seamline_outputs": Output,
+    "seamline_recipes": Recipe,
+}
