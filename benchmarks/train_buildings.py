@@ -3,8 +3,9 @@
 The tile (panchromatic, 0.5 m, uint16, nodata 0) and its 43 footprints (GeoJSON, same
 CRS) come from ../shared/data/solaris_spacenet_pivots; the footprints are rasterized
 patch by patch by the geo plugin's vector reader. A small core.UNet is trained on the CPU
-with seamline.train. Reported: building IoU and object F1 (a predicted building matches
-a true one at IoU > 0.5) on the east half.
+with seamline.train on a file that holds the west half only, and the last epoch is kept:
+the east half is an untouched test. Reported: building IoU and object F1 (a predicted
+building matches a true one at IoU > 0.5) on the east half.
 
 Run: python benchmarks/train_buildings.py [--epochs N] [--out DIR]
 """
@@ -35,11 +36,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(args.out or tempfile.mkdtemp(prefix="seamline-buildings-"))
-    scene_path, outlines = DATA / "sample_geotiff.tif", DATA / "geotiff_labels.geojson"
+    work.mkdir(parents=True, exist_ok=True)
+    outlines = DATA / "geotiff_labels.geojson"
+    scene = seamline.open(DATA / "sample_geotiff.tif")
+    west, east = split_region(scene.spatial_shape, "x", fraction=0.5)
+    west_path = seamline.save(scene.window(*west), work / "atlanta_west.tif", overwrite=True)
     config = {
-        "data": {"image": os.fspath(scene_path), "labels": os.fspath(outlines)},
+        "data": {"image": os.fspath(west_path), "labels": os.fspath(outlines)},
         "classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "building", "color": [255, 80, 0]}],
-        "validation": {"split": "x", "fraction": 0.5, "side": "high"},
+        "validation": None,
         "model": {"architecture": "core.UNet", "kwargs": {"widths": [16, 32, 64]}},
         "normalization": {"kind": "zscore"},
         "patches": {"size": 128, "per_epoch": 256, "foreground_fraction": 0.5},
@@ -54,8 +59,6 @@ def main() -> None:
     result = seamline.train(config, overwrite=True)
     minutes = (time.perf_counter() - started) / 60
 
-    scene = seamline.open(scene_path)
-    east = split_region(scene.spatial_shape, "x", fraction=0.5)[1]
     truth = seamline.open(outlines, like=scene.window(*east))
     prediction = result.bundle.predict(scene.window(*east), output="labels", progress=False)
     predicted = np.asarray(prediction.data[0])
@@ -72,7 +75,7 @@ def main() -> None:
     print(f"{'object F1 (IoU > 0.5), east half':<40}{objects['f1']:>10.3f}")
     counts = f"{objects['tp'] + objects['fn']} / {objects['tp'] + objects['fp']} / {objects['tp']}"
     print(f"{'objects: true / predicted / matched':<40}{counts:>10}")
-    print(f"{'epochs run (best)':<40}{len(result.history):>7} ({result.best_epoch})")
+    print(f"{'epochs run':<40}{len(result.history):>10}")
     print(f"{f'training minutes (CPU, {args.threads} thread)':<40}{minutes:>10.1f}")
 
 
