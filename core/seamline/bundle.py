@@ -232,7 +232,11 @@ class Bundle:
         if card.bands and names and list(names) != list(card.bands):
             missing = [b for b in card.bands if b not in list(names)]
             if missing:
-                raise InputError(f"the model needs bands {card.bands}, the image lacks {missing}", source)
+                raise InputError(
+                    f"model expects {len(card.bands)} bands {card.bands}, the image has {len(names)} "
+                    f"{list(names)}: it lacks {missing}",
+                    source,
+                )
             image = image[[list(names).index(b) for b in card.bands]]
         if image.channels != card.in_channels:
             raise InputError(f"model expects {card.in_channels} bands, the image has {image.channels}", source)
