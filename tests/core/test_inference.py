@@ -95,9 +95,11 @@ def test_chunking_and_schedulers_do_not_change_the_result():
         np.testing.assert_allclose(lazy.data.compute(scheduler="threads", num_workers=4), expected, atol=1e-5)
 
 
-def test_output_chunks_stream_tile_sized():
-    lazy = predict(np.zeros((1, 100, 70), np.float32), Counting(), tile_size=32, progress=False)
-    assert lazy.data.chunks == ((3,), (32, 32, 32, 4), (32, 32, 6))
+def test_output_chunks_are_one_tile_tall_and_whole_tiles_wide():
+    lazy = predict(np.zeros((1, 100, 2100), np.float32), Counting(), tile_size=32, progress=False)
+    assert lazy.data.chunks == ((3,), (32, 32, 32, 4), (1024, 1024, 52))
+    lazy = predict(np.zeros((1, 40, 30, 20), np.float32), Counting(ndim=3), tile_size=(16, 8, 8), progress=False)
+    assert lazy.data.chunks == ((3,), (16, 16, 8), (8, 8, 8, 6), (20,))
 
 
 def test_probabilities_and_labels():
