@@ -49,9 +49,9 @@ __all__ = ["predict", "OUTPUTS"]
 
 OUTPUTS = ("scores", "probabilities", "labels")
 _MIN_TILES_PER_TASK = 4
-#: Output chunks are one tile tall and whole tiles wide, about this many pixels along the
-#: last axis: a few large writes instead of many small ones, in rows as tall as before.
-_CHUNK_WIDTH = 1024
+#: Output chunks are one tile tall and whole tiles wide along the last axis, about this
+#: many pixels (voxels) in all: a few large writes instead of many small ones.
+_CHUNK_PIXELS = 2**18
 _bars: dict[str, Any] = {}
 _bars_lock = threading.Lock()
 
@@ -298,7 +298,8 @@ def predict(
     x = _model_input(image, grid, valid)
     channels = _channels(model, image.channels, grid, device, amp)
     run = _Run(grid.tile_size, blend, batch_size, device, amp, uuid.uuid4().hex[:12], len(grid), progress)
-    widths = (*grid.tile_size[:-1], grid.tile_size[-1] * max(1, _CHUNK_WIDTH // grid.tile_size[-1]))
+    per_chunk = max(1, _CHUNK_PIXELS // math.prod(grid.tile_size))
+    widths = (*grid.tile_size[:-1], grid.tile_size[-1] * per_chunk)
     chunks = tuple(tuple(min(t, s - i) for i in range(0, s, t)) for s, t in zip(grid.shape, widths, strict=True))
     scores = _graph(x, model, grid, run, chunks, channels)
     meta = {k: v for k, v in image.meta.items() if k not in ("band_names", "mask", "nodata")}

@@ -96,10 +96,10 @@ def test_chunking_and_schedulers_do_not_change_the_result():
 
 
 def test_output_chunks_are_one_tile_tall_and_whole_tiles_wide():
-    lazy = predict(np.zeros((1, 100, 2100), np.float32), Counting(), tile_size=32, progress=False)
-    assert lazy.data.chunks == ((3,), (32, 32, 32, 4), (1024, 1024, 52))
-    lazy = predict(np.zeros((1, 40, 30, 20), np.float32), Counting(ndim=3), tile_size=(16, 8, 8), progress=False)
-    assert lazy.data.chunks == ((3,), (16, 16, 8), (8, 8, 8, 6), (20,))
+    lazy = predict(np.zeros((1, 100, 9000), np.float32), Counting(), tile_size=32, progress=False)
+    assert lazy.data.chunks == ((3,), (32, 32, 32, 4), (8192, 808))  # 256 tiles of 32 x 32: 2**18 pixels
+    lazy = predict(np.zeros((1, 70, 70, 70), np.float32), Counting(ndim=3), tile_size=64, progress=False)
+    assert lazy.data.chunks == ((3,), (64, 6), (64, 6), (64, 6))  # one tile is 2**18 voxels already
 
 
 def test_probabilities_and_labels():
