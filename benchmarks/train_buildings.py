@@ -51,7 +51,7 @@ def main() -> None:
         "augment": {"flip": True, "rotate": True, "intensity": 0.1},
         "loss": {"kind": "dice_ce"},
         "optimizer": {"lr": 0.003, "schedule": "cosine", "warmup": 0.05},
-        "training": {"epochs": args.epochs, "batch_size": 8, "seed": 0, "metric": "mean_iou", "progress": False},
+        "training": {"epochs": args.epochs, "batch_size": 8, "seed": 0, "progress": False},
         "predict": {"tile_size": 256, "overlap": 0.25},
         "out": os.fspath(work / "run"),
     }
