@@ -33,7 +33,17 @@ from .errors import InputError, ModelError
 from .image import Image
 from .show import class_color
 
-__all__ = ["ModelCard", "Bundle", "load_model", "save_model", "build_module", "CARD_FILE", "WEIGHTS_FILE"]
+__all__ = [
+    "ModelCard",
+    "Bundle",
+    "load_model",
+    "save_model",
+    "build_module",
+    "is_bundle",
+    "model_path",
+    "CARD_FILE",
+    "WEIGHTS_FILE",
+]
 
 CARD_FILE = "seamline.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -269,12 +279,12 @@ class Bundle:
             If the image does not fit the model (see :meth:`prepare`).
         """
         from .inference import predict
-        from .plugins import get_plugin_manager
+        from .plugins import call_hook
 
         if not isinstance(image, Image):
             image = Image.from_array(image)
         model_input = self.prepare(image)
-        prepared = get_plugin_manager().hook.seamline_prepare_input(image=model_input, card=self.card, kind="image")
+        prepared = call_hook("seamline_prepare_input", image=model_input, card=self.card, kind="image")
         restore = None
         if prepared is not None:
             model_input, restore = prepared
@@ -307,15 +317,72 @@ def _read_bytes(path: Path, name: str) -> bytes:
         raise ModelError("not a model bundle: neither a directory nor a zip file", path) from exc
 
 
-def load_model(path: str | os.PathLike, *, device: str = "cpu") -> Bundle:
-    """Load a model bundle (a directory or a ``.zip``) without unpickling anything.
+def is_bundle(path: str | os.PathLike) -> bool:
+    """Whether *path* is a seamline bundle: a directory or zip holding ``seamline.json``.
 
     Parameters
     ----------
     path : str or os.PathLike
-        The bundle.
+
+    Returns
+    -------
+    bool
+    """
+    path = Path(path)
+    if path.is_dir():
+        return (path / CARD_FILE).is_file()
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(Path(name).name == CARD_FILE for name in archive.namelist())
+
+
+def model_path(model: str | os.PathLike) -> Path:
+    """The path a model argument names: itself, or a bundle a plugin ships under that name.
+
+    Parameters
+    ----------
+    model : str or os.PathLike
+        A path, or a name from ``seamline models`` (``"glaciers-landsat"``).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ModelError
+        If *model* is neither an existing path nor a shipped bundle's name.
+    """
+    from .plugins import registry
+
+    path = Path(model)
+    if path.exists():
+        return path
+    shipped = registry("bundles")
+    if os.fspath(model) in shipped:
+        return Path(shipped[os.fspath(model)].path())
+    names = f"; shipped bundles: {', '.join(shipped)}" if shipped else ""
+    raise ModelError(f"no such model bundle or model folder{names}", path)
+
+
+def load_model(model: str | os.PathLike, *, device: str = "cpu", **options: Any) -> Bundle:
+    """Load a model: a seamline bundle, a shipped bundle by name, or a model from another tool.
+
+    A seamline bundle (a directory or ``.zip`` with ``seamline.json`` and
+    ``weights.safetensors``) is read without unpickling anything. Any other path goes to the
+    first registered :class:`~seamline.plugins.ModelFormat` that recognises it (an nnU-Net
+    results folder, a MONAI bundle, ...; ``seamline plugins --all`` lists them).
+
+    Parameters
+    ----------
+    model : str or os.PathLike
+        The bundle or model folder, or the name of a bundle a plugin ships.
     device : str
         Where to put the weights (``"cpu"`` by default; the engine moves them).
+    **options
+        Options of the model format (for example ``folds`` for nnU-Net); a seamline
+        bundle takes none.
 
     Returns
     -------
@@ -325,15 +392,32 @@ def load_model(path: str | os.PathLike, *, device: str = "cpu") -> Bundle:
     Raises
     ------
     ModelError
-        If the bundle is missing, its card is not valid JSON, its architecture is not
-        registered, or its weights are corrupt or do not fit the architecture (the
-        message names the file).
+        If the model is missing, no format recognises it, its card is not valid, its
+        architecture is not registered, or its weights are corrupt or do not fit the
+        architecture (the message names the file).
     """
+    from .plugins import registry
+
+    path = model_path(model)
+    if is_bundle(path):
+        if options:
+            raise ModelError(f"a seamline bundle takes no options; got {', '.join(sorted(options))}", path)
+        bundle = _load_bundle(path)
+    else:
+        formats = registry("model_formats")
+        found = next((f for f in formats.values() if f.can_load(os.fspath(path))), None)
+        if found is None:
+            known = ", ".join(["seamline bundle", *formats])
+            raise ModelError(f"not a model bundle or a model folder seamline knows; supported: {known}", path)
+        bundle = found.load(os.fspath(path), **options)
+    bundle.module.to(device).eval()
+    return bundle
+
+
+def _load_bundle(path: Path) -> Bundle:
+    """Read a seamline bundle's card and weights."""
     from safetensors.torch import load as load_tensors
 
-    path = Path(path)
-    if not path.exists():
-        raise ModelError("no such model bundle", path)
     try:
         card_data = json.loads(_read_bytes(path, CARD_FILE))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -348,7 +432,7 @@ def load_model(path: str | os.PathLike, *, device: str = "cpu") -> Bundle:
         raise
     except Exception as exc:  # safetensors and torch raise several types for bad weights
         raise ModelError(f"weights do not fit {card.architecture}: {str(exc).splitlines()[0]}", weights_name) from exc
-    return Bundle(module.to(device).eval(), card)
+    return Bundle(module, card)
 
 
 def _write_bundle(module: Any, card: ModelCard, target: Path) -> None:

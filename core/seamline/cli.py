@@ -18,7 +18,7 @@ import click
 
 from . import __version__
 from .errors import SeamlineError
-from .plugins import add_commands, list_plugins, owners
+from .plugins import KINDS, add_commands, list_plugins, not_installed, owners
 
 __all__ = ["cli", "get_cli", "main"]
 
@@ -43,6 +43,10 @@ class SeamlineGroup(click.Group):
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
+            missing = not_installed(exc)
+            if missing is not None:
+                click.echo(f"error: {missing}", err=True)
+                ctx.exit(missing.exit_code)
             click.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
             ctx.exit(1)
 
@@ -60,9 +64,12 @@ def cli(debug: bool) -> None:
 def plugins_command(show_all: bool, as_json: bool) -> None:
     """List plugins, their versions and the hooks they implement."""
     infos = list_plugins()
-    rows = [{"name": i.name, "version": i.version, "hooks": list(i.hooks), "builtin": i.builtin} for i in infos]
+    rows = [
+        {"name": i.name, "version": i.version, "hooks": list(i.hooks), "builtin": i.builtin, "install": i.install}
+        for i in infos
+    ]
     if show_all:
-        for kind in ("readers", "writers", "models", "outputs", "recipes"):
+        for kind in KINDS:
             for name, owner in owners(kind).items():
                 for row in rows:
                     if row["name"] == owner:
@@ -72,9 +79,10 @@ def plugins_command(show_all: bool, as_json: bool) -> None:
         return
     for row in rows:
         tag = " (built-in)" if row["builtin"] else ""
-        click.echo(f"{row['name']} {row['version'] or ''}{tag}")
+        missing = f": not installed ({row['install']})" if row["install"] else ""
+        click.echo(f"{row['name']} {row['version'] or ''}{tag}{missing}")
         click.echo(f"  hooks: {', '.join(row['hooks']) or '-'}")
-        for kind in ("readers", "writers", "models", "outputs", "recipes"):
+        for kind in KINDS:
             if row.get(kind):
                 click.echo(f"  {kind}: {', '.join(row[kind])}")
 

@@ -3,7 +3,8 @@
 Every error a user can cause is a :class:`SeamlineError`. Its message is one line that
 names the file (or the argument) and what is wrong with it, so that the command line can
 print ``error: <message>`` and exit without a traceback. The CLI exits 2 for
-:class:`InputError` (the user can fix the input) and 1 for every other failure.
+:class:`InputError` (the user can fix the input) and :class:`NotInstalledError` (the user
+can install what is missing), and 1 for every other failure.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ __all__ = [
     "OutputExistsError",
     "PluginError",
     "ModelError",
+    "NotInstalledError",
 ]
 
 
@@ -54,3 +56,9 @@ class PluginError(SeamlineError):
 
 class ModelError(SeamlineError):
     """A model cannot be built, loaded or run on this input."""
+
+
+class NotInstalledError(SeamlineError, ImportError):
+    """A plugin needed here is not installed; the message says what to ``pip install``."""
+
+    exit_code = 2

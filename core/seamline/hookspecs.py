@@ -24,16 +24,26 @@ import heavy libraries (torch, MONAI) inside the callables it registers, so that
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pluggy
+
+from .records import Architecture, ModelFormat, Output, Reader, Recipe, ShippedBundle, Writer
+
+if TYPE_CHECKING:  # heavy or circular at run time; the hooks' types for type checkers
+    import click
+
+    from .bundle import ModelCard
+    from .image import Image
+    from .vectorize import VectorBackend
 
 hookspec = pluggy.HookspecMarker("seamline")
 hookimpl = pluggy.HookimplMarker("seamline")
 
 
 @hookspec
-def seamline_readers(register: Any) -> None:
+def seamline_readers(register: Callable[[Reader], None]) -> None:
     """Register image readers.
 
     Call ``register(Reader(...))`` once per format. ``Reader.can_open(path)`` must be
@@ -49,7 +59,7 @@ def seamline_readers(register: Any) -> None:
 
 
 @hookspec
-def seamline_writers(register: Any) -> None:
+def seamline_writers(register: Callable[[Writer], None]) -> None:
     """Register image writers.
 
     Call ``register(Writer(...))`` once per format. ``Writer.save(image, path, **options)``
@@ -64,7 +74,7 @@ def seamline_writers(register: Any) -> None:
 
 
 @hookspec
-def seamline_models(register: Any) -> None:
+def seamline_models(register: Callable[[Architecture], None]) -> None:
     """Register model architectures by name.
 
     Call ``register(Architecture(name="smp.Unet", build=..., ...))``.
@@ -80,7 +90,38 @@ def seamline_models(register: Any) -> None:
 
 
 @hookspec
-def seamline_outputs(register: Any) -> None:
+def seamline_model_formats(register: Callable[[ModelFormat], None]) -> None:
+    """Register kinds of trained models made by other tools (nnU-Net folders, MONAI bundles, ...).
+
+    Call ``register(ModelFormat(name=..., can_load=..., load=...))``.
+    :func:`seamline.load_model` loads a seamline bundle itself, and hands any other path to
+    the first format whose ``can_load(path)`` accepts it. ``load(path, **options)`` returns
+    a :class:`~seamline.bundle.Bundle` and never imports or runs code from the folder.
+
+    Parameters
+    ----------
+    register : callable
+        Takes one :class:`~seamline.plugins.ModelFormat`.
+    """
+
+
+@hookspec
+def seamline_bundles(register: Callable[[ShippedBundle], None]) -> None:
+    """Register model bundles that a plugin ships, so users can name them.
+
+    Call ``register(ShippedBundle(name="glaciers-landsat", path=..., description=...))``.
+    ``seamline models`` lists them, and ``--model NAME`` or ``load_model(NAME)`` loads one
+    wherever a bundle path is accepted.
+
+    Parameters
+    ----------
+    register : callable
+        Takes one :class:`~seamline.plugins.ShippedBundle`.
+    """
+
+
+@hookspec
+def seamline_outputs(register: Callable[[Output], None]) -> None:
     """Register products derived from a prediction: polygons, statistics tables, meshes.
 
     Call ``register(Output(name="polygons", option="--polygons", write=...))``.
@@ -95,7 +136,7 @@ def seamline_outputs(register: Any) -> None:
 
 
 @hookspec
-def seamline_recipes(register: Any) -> None:
+def seamline_recipes(register: Callable[[Recipe], None]) -> None:
     """Register task presets (glacier mapping, crop fields, MR organs, ...).
 
     Call ``register(Recipe(name=..., description=..., config={...}))``; the config holds
@@ -109,7 +150,7 @@ def seamline_recipes(register: Any) -> None:
 
 
 @hookspec
-def seamline_commands(cli: Any) -> None:
+def seamline_commands(cli: click.Group) -> None:
     """Add subcommands to the ``seamline`` command line.
 
     Parameters
@@ -121,7 +162,9 @@ def seamline_commands(cli: Any) -> None:
 
 
 @hookspec(firstresult=True)
-def seamline_prepare_input(image: Any, card: Any, kind: str) -> Any:
+def seamline_prepare_input(
+    image: Image, card: ModelCard, kind: str
+) -> tuple[Image, Callable[[Image, str], Image]] | None:
     """Bring an image onto the grid a model expects, and say how to bring results back.
 
     Called by :func:`seamline.predict` with a model bundle, and by the trainer for the
@@ -149,7 +192,7 @@ def seamline_prepare_input(image: Any, card: Any, kind: str) -> Any:
 
 
 @hookspec(firstresult=True)
-def seamline_vector_backend() -> Any:
+def seamline_vector_backend() -> VectorBackend | None:
     """Provide the polygon backend that :func:`seamline.vectorize` runs on.
 
     The core finds connected components across chunks and merges polygon pieces in

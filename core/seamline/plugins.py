@@ -10,8 +10,15 @@ seamline's own ``pyproject.toml``::
 
 What the hooks register is collected into registries of the typed records of
 :mod:`seamline.records` (:class:`Reader`, :class:`Writer`, :class:`Architecture`,
-:class:`Output`, :class:`Recipe`, re-exported here), keyed by name.
+:class:`ModelFormat`, :class:`ShippedBundle`, :class:`Output`, :class:`Recipe`,
+re-exported here), keyed by name.
 
+- A plugin is *built in* when its entry point comes from the ``seamline`` distribution.
+- A plugin whose entry point is named like an extra of its distribution (``geo`` and
+  ``seamline[geo]``) needs that extra's libraries. When one is missing, the plugin is
+  listed as ``not installed (pip install 'seamline[geo]')``; its records stay registered,
+  so a file or command it handles names the missing extra (:class:`NotInstalledError`,
+  exit 2) instead of saying that nothing handles it.
 - A plugin that fails to import is skipped with a warning that names it.
 - Two plugins registering the same name is a :class:`~seamline.errors.PluginError`
   that names both.
@@ -24,23 +31,39 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import importlib.metadata
 import os
+import sys
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pluggy
+from packaging.requirements import Requirement
 
 from . import hookspecs
-from .errors import InputError, PluginError
-from .records import RECORD_TYPES, Architecture, Output, Reader, Recipe, Writer, deferred
+from .errors import InputError, NotInstalledError, PluginError
+from .records import (
+    RECORD_TYPES,
+    Architecture,
+    ModelFormat,
+    Output,
+    Reader,
+    Recipe,
+    ShippedBundle,
+    Writer,
+    _named_if_not_installed,
+    deferred,
+)
 
 __all__ = [
     "Reader",
     "Writer",
     "Architecture",
+    "ModelFormat",
+    "ShippedBundle",
     "Output",
     "Recipe",
     "PluginInfo",
@@ -49,29 +72,65 @@ __all__ = [
     "register_plugin",
     "unregister_plugin",
     "registry",
+    "owners",
+    "call_hook",
     "list_plugins",
     "add_commands",
+    "not_installed",
     "reset",
     "ENV_VAR",
 ]
 
 ENTRY_POINT_GROUP = "seamline"
 ENV_VAR = "SEAMLINE_PLUGINS"
+KINDS = ("readers", "writers", "models", "model_formats", "bundles", "outputs", "recipes")
 
 
 @dataclasses.dataclass(frozen=True)
 class PluginInfo:
-    """What ``seamline plugins`` shows about one plugin."""
+    """What ``seamline plugins`` shows about one plugin.
+
+    Attributes
+    ----------
+    name : str
+        The entry-point name (or the name given to :func:`register_plugin`).
+    version : str or None
+        The version of the distribution that provides it.
+    hooks : tuple of str
+        The hooks it implements.
+    builtin : bool
+        Whether it comes with seamline itself.
+    missing : tuple of str
+        Requirements of its extra that are not installed; empty when it is installed.
+    install : str or None
+        The command that installs what is missing.
+    """
 
     name: str
     version: str | None
     hooks: tuple[str, ...]
     builtin: bool
+    missing: tuple[str, ...] = ()
+    install: str | None = None
+
+    @property
+    def installed(self) -> bool:
+        """Whether everything the plugin needs is installed."""
+        return not self.missing
 
 
-_manager: pluggy.PluginManager | None = None
-_registries: dict[str, dict[str, tuple[Any, str]]] | None = None
-_builtin = frozenset({"seamline.builtins", "seamline_geo.plugin", "seamline_medical.plugin"})
+@dataclasses.dataclass
+class _State:
+    """What seamline knows about the plugins it loaded, beside pluggy's manager."""
+
+    manager: pluggy.PluginManager
+    infos: dict[str, PluginInfo] = dataclasses.field(default_factory=dict)
+    #: Top-level package of each plugin that is not installed, to the plugin's info.
+    packages: dict[str, PluginInfo] = dataclasses.field(default_factory=dict)
+    registries: dict[str, dict[str, tuple[Any, str]]] = dataclasses.field(default_factory=dict)
+
+
+_state: _State | None = None
 
 
 def _selected(name: str) -> bool:
@@ -81,12 +140,44 @@ def _selected(name: str) -> bool:
     return name in {n.strip() for n in chosen.split(",") if n.strip()}
 
 
-def _load_entry_points(pm: pluggy.PluginManager) -> None:
+def _missing_requirements(dist: Any, extra: str) -> tuple[str, ...]:
+    """The requirements of *dist*'s extra *extra* that are not installed."""
+    missing = []
+    for line in dist.requires or ():
+        requirement = Requirement(line)
+        marker = requirement.marker
+        if marker is None or not marker.evaluate({"extra": extra}) or marker.evaluate({"extra": ""}):
+            continue
+        try:
+            importlib.metadata.distribution(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(requirement.name)
+    return tuple(missing)
+
+
+def _info_for(ep: Any, plugin: Any) -> PluginInfo:
+    dist = getattr(ep, "dist", None)
+    dist_name = dist.metadata["Name"] if dist is not None else None
+    extras = (dist.metadata.get_all("Provides-Extra") or []) if dist is not None else []
+    missing = _missing_requirements(dist, ep.name) if ep.name in extras else ()
+    return PluginInfo(
+        name=ep.name,
+        version=getattr(dist, "version", None),
+        hooks=(),
+        builtin=dist_name is not None and dist_name.lower() == "seamline",
+        missing=missing,
+        install=f"pip install '{dist_name}[{ep.name}]'" if missing else None,
+    )
+
+
+def _load_entry_points(state: _State) -> None:
+    pm = state.manager
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if not _selected(ep.name) or pm.get_plugin(ep.name) is not None:
             continue
         try:
-            pm.register(ep.load(), name=ep.name)
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
         except Exception as exc:  # a broken plugin never takes seamline down
             warnings.warn(
                 f"seamline plugin {ep.name!r} ({ep.value}) failed to load and is skipped: {exc}",
@@ -94,8 +185,20 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
                 stacklevel=3,
             )
             continue
-        dist = getattr(ep, "dist", None)
-        pm._seamline_versions[ep.name] = getattr(dist, "version", None)  # type: ignore[attr-defined]
+        info = _info_for(ep, plugin)
+        state.infos[ep.name] = info
+        if info.missing:
+            state.packages[ep.value.split(".")[0]] = info
+
+
+def _loaded() -> _State:
+    global _state
+    if _state is None:
+        pm = pluggy.PluginManager("seamline")
+        pm.add_hookspecs(hookspecs)
+        _state = _State(pm)
+        _load_entry_points(_state)
+    return _state
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -105,14 +208,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     -------
     pluggy.PluginManager
     """
-    global _manager
-    if _manager is None:
-        pm = pluggy.PluginManager("seamline")
-        pm.add_hookspecs(hookspecs)
-        pm._seamline_versions = {}  # type: ignore[attr-defined]
-        _load_entry_points(pm)
-        _manager = pm
-    return _manager
+    return _loaded().manager
 
 
 def register_plugin(plugin: Any, name: str | None = None, version: str | None = None) -> str:
@@ -132,12 +228,13 @@ def register_plugin(plugin: Any, name: str | None = None, version: str | None = 
     str
         The name it was registered under.
     """
-    global _registries
-    pm = get_plugin_manager()
-    name = pm.register(plugin, name=name)
-    pm._seamline_versions[name] = version  # type: ignore[attr-defined]
-    _registries = None
-    return name
+    state = _loaded()
+    registered = state.manager.register(plugin, name=name)
+    if registered is None:  # pluggy returns None for a blocked name
+        raise PluginError(f"plugin name {name!r} is blocked")
+    state.infos[registered] = PluginInfo(name=registered, version=version, hooks=(), builtin=False)
+    state.registries.clear()
+    return registered
 
 
 def unregister_plugin(name: str) -> None:
@@ -148,23 +245,92 @@ def unregister_plugin(name: str) -> None:
     name : str
         The name :func:`register_plugin` returned.
     """
-    global _registries
-    pm = get_plugin_manager()
-    pm.unregister(name=name)
-    _registries = None
+    state = _loaded()
+    state.manager.unregister(name=name)
+    state.infos.pop(name, None)
+    state.registries.clear()
 
 
 def reset() -> None:
     """Forget every plugin; the next use loads entry points afresh (for tests)."""
-    global _manager, _registries
-    _manager = None
-    _registries = None
+    global _state
+    _state = None
+
+
+def not_installed(exc: BaseException) -> NotInstalledError | None:
+    """The :class:`NotInstalledError` an ImportError stands for, if a missing extra caused it.
+
+    Parameters
+    ----------
+    exc : BaseException
+        Typically a :class:`ModuleNotFoundError` raised while a plugin's code ran.
+
+    Returns
+    -------
+    NotInstalledError or None
+        The error naming the plugin and the command that installs it, when the import
+        failed inside a plugin that is not installed; None otherwise.
+    """
+    if not isinstance(exc, ImportError) or _state is None or not _state.packages:
+        return None
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        for package, info in _state.packages.items():
+            module = sys.modules.get(package)
+            folder = Path(getattr(module, "__file__", "") or "").parent
+            if str(folder) != "." and Path(frame.filename).is_relative_to(folder):
+                return _not_installed_error(info)
+    return None
+
+
+def _not_installed_error(info: PluginInfo) -> NotInstalledError:
+    return NotInstalledError(
+        f"the {info.name} plugin is not installed ({info.install}); missing: {', '.join(info.missing)}"
+    )
 
 
 def _implementations(hook_name: str) -> list[tuple[str, Callable[..., Any]]]:
     """Each plugin's implementation of *hook_name*, with the plugin's name."""
     pm = get_plugin_manager()
     return [(pm.get_name(i.plugin) or repr(i.plugin), i.function) for i in getattr(pm.hook, hook_name).get_hookimpls()]
+
+
+def call_hook(hook_name: str, *, needed: str | None = None, **kwargs: Any) -> Any:
+    """Call a hook; an import that fails in a plugin that is not installed names its extra.
+
+    Parameters
+    ----------
+    hook_name : str
+        The hook, e.g. ``"seamline_vector_backend"``.
+    needed : str, optional
+        What the caller needs the result for; with it, a ``firstresult`` hook that no
+        plugin answers is an error that says so.
+    **kwargs
+        The hook's arguments.
+
+    Returns
+    -------
+    object
+        What pluggy returns: the first result for a ``firstresult`` hook, else a list.
+
+    Raises
+    ------
+    NotInstalledError
+        If an implementation needs a library that is missing, or no plugin answered and
+        one that would is not installed.
+    PluginError
+        If *needed* is given and no plugin answered.
+    """
+    state = _loaded()
+    with _named_if_not_installed():
+        result = getattr(state.manager.hook, hook_name)(**kwargs)
+    if result is None and needed is not None:
+        hook = getattr(state.manager.hook, hook_name)
+        implementers = {state.manager.get_name(i.plugin) for i in hook.get_hookimpls()}
+        for info in state.infos.values():
+            if info.missing and info.name in implementers:
+                raise _not_installed_error(info)
+        raise PluginError(f"{needed} needs a plugin that implements {hook_name}; none is loaded")
+    return result
 
 
 @contextlib.contextmanager
@@ -219,7 +385,7 @@ def registry(kind: str) -> dict[str, Any]:
 
     Parameters
     ----------
-    kind : {"readers", "writers", "models", "outputs", "recipes"}
+    kind : {"readers", "writers", "models", "model_formats", "bundles", "outputs", "recipes"}
 
     Returns
     -------
@@ -231,15 +397,13 @@ def registry(kind: str) -> dict[str, Any]:
     PluginError
         If two plugins register the same name.
     """
-    global _registries
-    if _registries is None:
-        _registries = {}
     hook_name = f"seamline_{kind}"
     if hook_name not in RECORD_TYPES:
-        raise InputError(f"unknown registry {kind!r}; one of {sorted(k[9:] for k in RECORD_TYPES)}")
-    if hook_name not in _registries:
-        _registries[hook_name] = _collect(hook_name)
-    return {name: record for name, (record, _) in _registries[hook_name].items()}
+        raise InputError(f"unknown registry {kind!r}; one of {', '.join(KINDS)}")
+    registries = _loaded().registries
+    if hook_name not in registries:
+        registries[hook_name] = _collect(hook_name)
+    return {name: record for name, (record, _) in registries[hook_name].items()}
 
 
 def owners(kind: str) -> dict[str, str]:
@@ -247,7 +411,7 @@ def owners(kind: str) -> dict[str, str]:
 
     Parameters
     ----------
-    kind : {"readers", "writers", "models", "outputs", "recipes"}
+    kind : {"readers", "writers", "models", "model_formats", "bundles", "outputs", "recipes"}
 
     Returns
     -------
@@ -255,7 +419,7 @@ def owners(kind: str) -> dict[str, str]:
         Registered name to the name of the plugin that registered it.
     """
     registry(kind)
-    return {name: owner for name, (_, owner) in _registries[f"seamline_{kind}"].items()}  # type: ignore[index]
+    return {name: owner for name, (_, owner) in _loaded().registries[f"seamline_{kind}"].items()}
 
 
 def list_plugins() -> list[PluginInfo]:
@@ -265,17 +429,10 @@ def list_plugins() -> list[PluginInfo]:
     -------
     list of PluginInfo
     """
-    pm = get_plugin_manager()
+    state = _loaded()
     infos = []
-    for name, plugin in pm.list_name_plugin():
-        hooks = tuple(sorted(impl.name for impl in pm.get_hookcallers(plugin) or ()))
-        module = getattr(plugin, "__name__", "")
-        infos.append(
-            PluginInfo(
-                name=name,
-                version=pm._seamline_versions.get(name),  # type: ignore[attr-defined]
-                hooks=hooks,
-                builtin=module in _builtin,
-            )
-        )
+    for name, plugin in state.manager.list_name_plugin():
+        hooks = tuple(sorted(caller.name for caller in state.manager.get_hookcallers(plugin) or ()))
+        known = state.infos.get(name) or PluginInfo(name=name, version=None, hooks=(), builtin=False)
+        infos.append(dataclasses.replace(known, hooks=hooks))
     return sorted(infos, key=lambda info: info.name)

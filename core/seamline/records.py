@@ -8,14 +8,25 @@ heavy libraries its work needs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Reader", "Writer", "Architecture", "Output", "Recipe", "deferred", "RECORD_TYPES"]
+__all__ = [
+    "Reader",
+    "Writer",
+    "Architecture",
+    "ModelFormat",
+    "ShippedBundle",
+    "Output",
+    "Recipe",
+    "deferred",
+    "RECORD_TYPES",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +101,50 @@ class Architecture:
     name: str
     build: Callable[..., Any]
     spatial_dims: int | None = None
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFormat:
+    """A trained model made by another tool, recognised the way a reader recognises a file.
+
+    Attributes
+    ----------
+    name : str
+        Unique name, e.g. ``"nnunet"`` or ``"monai-bundle"``.
+    can_load : callable
+        ``can_load(path) -> bool``; cheap (file names, a JSON key), never loads weights.
+    load : callable
+        ``load(path, **options) -> Bundle``: the network with its weights, a
+        :class:`~seamline.bundle.ModelCard`, and the input preparation and output
+        restoration the source tool applies. Weights are read with safetensors or
+        ``torch.load(..., weights_only=True)``; nothing from the folder is imported or run.
+    description : str
+        One line for ``seamline plugins``.
+    """
+
+    name: str
+    can_load: Callable[[str], bool]
+    load: Callable[..., Any]
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ShippedBundle:
+    """A model bundle a plugin ships, usable by name wherever a bundle path is.
+
+    Attributes
+    ----------
+    name : str
+        Unique name, e.g. ``"glaciers-landsat"``; ``--model glaciers-landsat`` loads it.
+    path : callable
+        ``path() -> str``: where the bundle lies in the installed package.
+    description : str
+        One line for ``seamline models``.
+    """
+
+    name: str
+    path: Callable[[], str]
     description: str = ""
 
 
@@ -177,17 +232,35 @@ class _Deferred:
         return functools.partial(getattr(importlib.import_module(self.module), self.__name__), *self.bound)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._target()(*args, **kwargs)
+        with _named_if_not_installed():
+            return self._target()(*args, **kwargs)
 
     @property
     def __signature__(self) -> inspect.Signature:
-        return inspect.signature(self._target())
+        with _named_if_not_installed():
+            return inspect.signature(self._target())
+
+
+@contextlib.contextmanager
+def _named_if_not_installed() -> Iterator[None]:
+    """An import that fails in a plugin whose extra is missing says which extra to install."""
+    try:
+        yield
+    except ImportError as exc:
+        from .plugins import not_installed
+
+        error = not_installed(exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 RECORD_TYPES: dict[str, type] = {
     "seamline_readers": Reader,
     "seamline_writers": Writer,
     "seamline_models": Architecture,
+    "seamline_model_formats": ModelFormat,
+    "seamline_bundles": ShippedBundle,
     "seamline_outputs": Output,
     "seamline_recipes": Recipe,
 }

@@ -29,10 +29,10 @@ import dask.array as da
 import numpy as np
 import shapely
 
-from .errors import InputError, PluginError
+from .errors import InputError
 from .image import Image
 from .labels import label, spatial_array
-from .plugins import get_plugin_manager
+from .plugins import call_hook
 
 __all__ = ["VectorBackend", "vectorize"]
 
@@ -62,10 +62,7 @@ class VectorBackend:
 
 
 def _backend() -> VectorBackend:
-    backend = get_plugin_manager().hook.seamline_vector_backend()
-    if backend is None:
-        raise PluginError("vectorize needs a polygon backend; install or enable the geo plugin (seamline_geo)")
-    return backend
+    return call_hook("seamline_vector_backend", needed="vectorize")
 
 
 def _to_world(geometries: np.ndarray, affine: np.ndarray) -> np.ndarray:

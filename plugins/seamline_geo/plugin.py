@@ -7,10 +7,11 @@ geopandas, segmentation-models-pytorch) on its first call (:func:`seamline.plugi
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from seamline.hookspecs import hookimpl
-from seamline.plugins import Architecture, Output, Reader, Writer, deferred
+from seamline.plugins import Architecture, Output, Reader, ShippedBundle, Writer, deferred
 
 from . import formats, recipes
 
@@ -76,6 +77,21 @@ def seamline_models(register: Any) -> None:
                 description=f"segmentation-models-pytorch {name}, any encoder, any number of bands",
             )
         )
+
+
+def _demo_bundle() -> str:
+    return str(Path(__file__).resolve().parent / "demo_data" / "bundle")
+
+
+@hookimpl
+def seamline_bundles(register: Any) -> None:
+    register(
+        ShippedBundle(
+            name="glaciers-landsat",
+            path=_demo_bundle,
+            description="glaciers from Landsat 7 red, green, blue, NIR (uint8 DN), 30 m; the demo's model",
+        )
+    )
 
 
 @hookimpl

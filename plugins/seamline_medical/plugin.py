@@ -10,12 +10,16 @@ module on its first call (:func:`seamline.plugins.deferred`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seamline.hookspecs import hookimpl
 from seamline.plugins import Architecture, Output, Reader, Writer, deferred
 
 from . import formats, models, presets
+
+if TYPE_CHECKING:
+    from seamline.bundle import ModelCard
+    from seamline.image import Image
 
 
 @hookimpl
@@ -98,5 +102,7 @@ def seamline_commands(cli: Any) -> None:
 
 
 @hookimpl
-def seamline_prepare_input(image: Any, card: Any, kind: str) -> Any:
+def seamline_prepare_input(image: Image, card: ModelCard, kind: str) -> Any:
+    if image.ndim != 3 or image.meta.get("anchor") != "center":
+        return None  # not a volume in RAS world space: nothing to do, and nothing imported
     return deferred("seamline_medical.geometry", "prepare_input")(image, card, kind=kind)

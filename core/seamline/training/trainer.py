@@ -28,7 +28,6 @@ import math
 import os
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import dask.array as da
@@ -43,7 +42,7 @@ from ..devices import autocast, resolve_device
 from ..errors import InputError
 from ..image import Image
 from ..normalize import fit_normalization, normalize
-from ..plugins import get_plugin_manager, registry
+from ..plugins import call_hook, registry
 from .augment import augment
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import METRICS, SCHEDULES, TrainConfig, load_config
@@ -148,12 +147,11 @@ def _on_model_grid(image: Image, labels: Image, cfg: TrainConfig) -> tuple[Image
     A volume is reoriented to RAS and resampled to ``predict.target_spacing`` (labels by
     nearest neighbour), as :meth:`Bundle.predict` will do with the trained bundle.
     """
-    hook = get_plugin_manager().hook.seamline_prepare_input
-    card = SimpleNamespace(target_spacing=cfg.predict.target_spacing, spatial_dims=image.ndim)
-    prepared = hook(image=image, card=card, kind="image")
+    card = _card(cfg, image, cfg.normalization)
+    prepared = call_hook("seamline_prepare_input", image=image, card=card, kind="image")
     if prepared is None:
         return image, labels
-    return prepared[0], hook(image=labels, card=card, kind="labels")[0]
+    return prepared[0], call_hook("seamline_prepare_input", image=labels, card=card, kind="labels")[0]
 
 
 def _regions(cfg: TrainConfig, image: Image) -> tuple[tuple, list, list]:
