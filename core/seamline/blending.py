@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from .defaults import BLEND
 from .errors import InputError
 from .tiling import intersection
 
@@ -46,7 +47,7 @@ def _profile(size: int, blend: str) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def weight_window(tile_size: tuple[int, ...], blend: str = "gaussian") -> np.ndarray:
+def weight_window(tile_size: tuple[int, ...], blend: str = BLEND) -> np.ndarray:
     """Return the weight window of a tile (read-only, cached).
 
     Parameters

@@ -17,7 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = ("seamline.predict_command", "seamline.train_
 
 
 def _build_unet(in_channels: int, classes: int, **kwargs: Any) -> Any:
-    from .models import build_unet
+    from .unet import build_unet
 
     return build_unet(in_channels, classes, **kwargs)
 

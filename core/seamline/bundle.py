@@ -29,9 +29,10 @@ from typing import Any
 
 from . import __version__
 from .atomic import atomic_output
+from .colors import class_color
+from .defaults import OVERLAP, TILE_SIZE
 from .errors import InputError, ModelError
 from .image import Image
-from .show import class_color
 
 __all__ = [
     "ModelCard",
@@ -103,8 +104,8 @@ class ModelCard:
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     bands: list[str] | None = None
     normalization: dict[str, Any] = dataclasses.field(default_factory=lambda: {"kind": "none"})
-    tile_size: int | list[int] = 256
-    overlap: float = 0.25
+    tile_size: int | list[int] = TILE_SIZE
+    overlap: float = OVERLAP
     spatial_dims: int = 2
     target_spacing: list[float] | None = None
     version: str = __version__

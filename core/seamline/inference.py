@@ -39,10 +39,11 @@ from dask.highlevelgraph import HighLevelGraph
 from tqdm import tqdm
 
 from .blending import accumulate, blend_region, weight_window
+from .defaults import BATCH_SIZE, BLEND, OVERLAP
 from .devices import run_batch, worker_threads
 from .errors import InputError, ModelError
 from .image import Image
-from .scores import label_dtype, most_likely, probabilities
+from .logits import label_dtype, most_likely, probabilities
 from .tiling import TileGrid, chunks_overlapping, tile_grid
 
 __all__ = ["predict", "OUTPUTS"]
@@ -217,8 +218,8 @@ def predict(
     *,
     tile_size: int | Sequence[int] | None = None,
     overlap: float | Sequence[float] | None = None,
-    blend: str = "gaussian",
-    batch_size: int = 4,
+    blend: str = BLEND,
+    batch_size: int = BATCH_SIZE,
     device: str = "auto",
     amp: bool | None = None,
     output: str = "scores",
@@ -239,7 +240,7 @@ def predict(
     tile_size : int or sequence of int
         The tile's size, one for every spatial axis or one per axis (required for a module).
     overlap : float or sequence of float, optional
-        The fraction of a tile shared with its neighbours, in ``[0, 1)`` (0.25 by default).
+        The fraction of a tile shared with its neighbours, in ``[0, 1)`` (:data:`seamline.defaults.OVERLAP` by default).
     blend : {"gaussian", "cosine", "constant"}
         The weight window; see :mod:`seamline.blending`.
     batch_size : int
@@ -291,7 +292,7 @@ def predict(
         raise InputError(f"output must be one of {', '.join(OUTPUTS)}; got {output!r}")
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
-    grid = tile_grid(image.spatial_shape, tile_size, 0.25 if overlap is None else overlap)
+    grid = tile_grid(image.spatial_shape, tile_size, OVERLAP if overlap is None else overlap)
     weight_window(grid.tile_size, blend)
     model.eval()
     valid = image.valid_mask()

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import dask
 import numpy as np
 import pandas as pd
 
-from .labels import label, matched_pair
+from ._chunks import map_chunks, matched_pair
+from .labels import label
 
 __all__ = ["instance_metrics"]
 
@@ -60,8 +60,7 @@ def instance_metrics(prediction: Any, truth: Any, *, components: bool = False, c
     pred, true = matched_pair(prediction, truth)
     if components:
         pred, true = label(pred, connectivity, by_value=True)[0], label(true, connectivity, by_value=True)[0]
-    blocks = zip(pred.to_delayed().ravel(), true.to_delayed().ravel(), strict=True)
-    parts = dask.compute(*[dask.delayed(_chunk_pairs)(p, t) for p, t in blocks])
+    parts = map_chunks(_chunk_pairs, pred, true)
     joint = pd.concat(parts).groupby(level=[0, 1]).sum()
     pred_size = joint.groupby(level=0).sum().drop(0, errors="ignore")
     true_size = joint.groupby(level=1).sum().drop(0, errors="ignore")

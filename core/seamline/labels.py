@@ -23,7 +23,6 @@ Connectivity is a neighbour count, in the user's terms: 4 (default) or 8 in 2D, 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import dask
@@ -34,10 +33,10 @@ import skimage.measure
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from ._chunks import like_input, map_chunks, spatial_array
 from .errors import InputError
-from .image import Image
 
-__all__ = ["label", "structure", "spatial_array", "like_input", "neighbours", "face_pairs", "matched_pair"]
+__all__ = ["label", "structure", "face_pairs"]
 
 
 def _neighbour_count(ndim: int, rank: int) -> int:
@@ -71,106 +70,6 @@ def structure(ndim: int, connectivity: int | None = None) -> np.ndarray:
     if connectivity not in counts:
         raise InputError(f"connectivity {connectivity!r} is not possible in {ndim}D; choose one of {sorted(counts)}")
     return ndi.generate_binary_structure(ndim, counts[connectivity])
-
-
-def spatial_array(image: Any, name: str = "labels") -> da.Array:
-    """Return the spatial dask array of a one-channel Image, or of an array.
-
-    Parameters
-    ----------
-    image : Image, numpy.ndarray or dask.array.Array
-        An Image with one channel, or an array shaped like the spatial axes only.
-    name : str
-        What the argument is called, for the error message.
-
-    Returns
-    -------
-    dask.array.Array
-        Shaped like the spatial axes.
-
-    Raises
-    ------
-    InputError
-        If an Image has more than one channel.
-    """
-    if isinstance(image, Image):
-        if image.channels != 1:
-            raise InputError(f"{name} must have one channel, got {image.channels}")
-        return image.data[0]
-    return image if isinstance(image, da.Array) else da.asarray(np.asarray(image))
-
-
-def matched_pair(prediction: Any, truth: Any) -> tuple[da.Array, da.Array]:
-    """Check that prediction and truth lie on one grid and return their spatial arrays.
-
-    Parameters
-    ----------
-    prediction, truth : Image, numpy.ndarray or dask.array.Array
-        One-channel Images or spatial arrays of integer labels.
-
-    Returns
-    -------
-    tuple of dask.array.Array
-        The prediction and the truth, the truth rechunked like the prediction.
-
-    Raises
-    ------
-    InputError
-        If a dtype is not integer, the shapes differ, or both are Images with different
-        affines.
-    """
-    pred, true = spatial_array(prediction, "prediction"), spatial_array(truth, "truth")
-    for array, name in ((pred, "prediction"), (true, "truth")):
-        if not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
-            raise InputError(f"{name} must hold integer labels, got {array.dtype}")
-    if pred.shape != true.shape:
-        raise InputError(f"prediction shape {pred.shape} differs from truth shape {true.shape}")
-    if isinstance(prediction, Image) and isinstance(truth, Image) and not np.allclose(prediction.affine, truth.affine):
-        raise InputError("prediction and truth lie on different grids (their affines differ)")
-    return pred, true.rechunk(pred.chunks)
-
-
-def like_input(result: da.Array, image: Any) -> Any:
-    """Wrap a spatial result like the input: an Image (same affine, crs, meta) or the array.
-
-    Parameters
-    ----------
-    result : dask.array.Array
-        Spatial, on the input's grid.
-    image : Image or array-like
-        The input it was computed from.
-
-    Returns
-    -------
-    Image or dask.array.Array
-    """
-    if isinstance(image, Image):
-        return image.replace(data=result[None])
-    return result
-
-
-def neighbours(padded: np.ndarray, footprint: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Views of a chunk padded by one voxel: (interior, its neighbour at each offset).
-
-    Parameters
-    ----------
-    padded : numpy.ndarray
-        A chunk with a one-voxel halo on every side.
-    footprint : numpy.ndarray
-        The structuring element; every non-centre offset in it is yielded once.
-
-    Yields
-    ------
-    tuple of numpy.ndarray
-        The interior and the interior shifted by one offset, same shape.
-    """
-    interior = tuple(slice(1, n - 1) for n in padded.shape)
-    for offset in np.argwhere(footprint) - 1:
-        if offset.any():
-            yield (
-                padded[interior],
-                padded[tuple(slice(1 + d, n - 1 + d) for d, n in zip(offset, padded.shape, strict=True))],
-            )
 
 
 def _label_chunk(chunk: np.ndarray, footprint: np.ndarray, by_value: bool) -> tuple[np.ndarray, int]:
@@ -321,7 +220,7 @@ def label(image: Any, connectivity: int | None = None, *, by_value: bool = False
     array = spatial_array(image, "image")
     footprint = structure(array.ndim, connectivity)
     blocks = array.to_delayed()
-    summaries = dask.compute(*[dask.delayed(_faces)(b, footprint, by_value) for b in blocks.ravel()])
+    summaries = map_chunks(_faces, array, footprint=footprint, by_value=by_value)
     counts = np.array([count for count, _ in summaries], dtype=np.int64).reshape(blocks.shape)
     faces = np.empty(blocks.shape, dtype=object)
     for index, (_, chunk_faces) in zip(np.ndindex(blocks.shape), summaries, strict=True):

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import dask
 import numpy as np
 import pandas as pd
 
+from ._chunks import chunk_origins, map_chunks, spatial_array
 from .errors import InputError
 from .image import Image
-from .labels import spatial_array
 
 __all__ = ["measure"]
 
@@ -38,10 +37,6 @@ def _chunk_table(labels: np.ndarray, intensity: np.ndarray | None, origin: tuple
         for how in ("sum", "min", "max"):
             aggregations[f"{how}_{column}"] = (column, how)
     return frame.groupby("label").agg(**aggregations)
-
-
-def _offsets(chunks: tuple[tuple[int, ...], ...], index: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(int(sum(c[:i])) for c, i in zip(chunks, index, strict=True))
 
 
 def measure(labels: Any, image: Any = None) -> pd.DataFrame:
@@ -86,14 +81,8 @@ def measure(labels: Any, image: Any = None) -> pd.DataFrame:
         if intensity.shape != array.shape:
             raise InputError(f"image shape {intensity.shape} differs from labels shape {array.shape}")
         intensity = intensity.rechunk(array.chunks)
-    blocks = array.to_delayed()
-    values = intensity.to_delayed() if intensity is not None else np.full(blocks.shape, None)
-    tables = dask.compute(
-        *[
-            dask.delayed(_chunk_table)(blocks[index], values[index], _offsets(array.chunks, index))
-            for index in np.ndindex(blocks.shape)
-        ]
-    )
+    origins = [(origin,) for origin in chunk_origins(array.chunks)]
+    tables = map_chunks(_chunk_table, array, intensity, per_chunk=origins)
     combined = pd.concat(tables)
     totals = combined.groupby(level=0).agg({c: _HOW[c.split("_")[0]] for c in combined.columns})
     return _finish(totals, array.ndim, labels, intensity is not None)

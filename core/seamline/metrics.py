@@ -18,15 +18,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
 
+from ._chunks import map_chunks, matched_pair
 from .errors import InputError
 from .image import Image
 from .instances import instance_metrics
-from .labels import matched_pair
 from .surface import boundary_f1, surface_distance_table
 
 __all__ = ["Report", "confusion_matrix", "evaluate", "scores_from_confusion"]
@@ -75,8 +74,7 @@ def confusion_matrix(
 
 def _summed_confusion(pred: da.Array, true: da.Array, num_classes: int | None, ignore_index: int | None) -> np.ndarray:
     """The confusion matrices of all chunks, added up."""
-    pairs = zip(pred.to_delayed().ravel(), true.to_delayed().ravel(), strict=True)
-    parts = dask.compute(*[dask.delayed(_chunk_confusion)(p, t, num_classes, ignore_index) for p, t in pairs])
+    parts = map_chunks(_chunk_confusion, pred, true, classes=num_classes, ignore=ignore_index)
     size = max(part.shape[0] for part in parts)
     total = np.zeros((size, size), dtype=np.int64)
     for part in parts:

@@ -302,7 +302,7 @@ def call_hook(hook_name: str, *, needed: str | None = None, **kwargs: Any) -> An
     hook_name : str
         The hook, e.g. ``"seamline_vector_backend"``.
     needed : str, optional
-        What the caller needs the result for; with it, a ``firstresult`` hook that no
+        What the caller needs, in a few words; with it, a ``firstresult`` hook that no
         plugin answers is an error that says so.
     **kwargs
         The hook's arguments.
@@ -329,7 +329,7 @@ def call_hook(hook_name: str, *, needed: str | None = None, **kwargs: Any) -> An
         for info in state.infos.values():
             if info.missing and info.name in implementers:
                 raise _not_installed_error(info)
-        raise PluginError(f"{needed} needs a plugin that implements {hook_name}; none is loaded")
+        raise PluginError(f"{needed}; no loaded plugin provides it ({hook_name})")
     return result
 
 

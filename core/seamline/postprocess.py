@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
 
+from ._chunks import like_input, map_chunks, neighbours, spatial_array
 from .errors import InputError
-from .labels import label, like_input, neighbours, spatial_array, structure
+from .labels import label, structure
 from .measure import measure
 
 __all__ = ["keep_largest_component", "remove_small", "fill_holes"]
@@ -148,8 +148,7 @@ def fill_holes(labels: Any, connectivity: int | None = None) -> Any:
     footprint = structure(values.ndim, connectivity)
     background, count = label(values == 0, connectivity)
     padded = [da.overlap.overlap(a.astype(np.int64), depth=1, boundary=-1) for a in (background, values)]
-    blocks = zip(*(a.to_delayed().ravel() for a in padded), strict=True)
-    parts = dask.compute(*[dask.delayed(_hole_neighbours)(b, v, footprint) for b, v in blocks])
+    parts = map_chunks(_hole_neighbours, *padded, footprint=footprint)
     pairs = pd.concat(parts).drop_duplicates()
     # The -1 halo marks the image border: a region that reaches it has two or more values.
     enclosing = pairs.groupby("component")["value"].agg(["nunique", "first"])

@@ -14,10 +14,11 @@ import click
 import numpy as np
 
 from .atomic import check_writable
+from .defaults import BATCH_SIZE
 from .errors import InputError
 from .image import Image
+from .logits import label_dtype, most_likely
 from .plugins import registry
-from .scores import label_dtype, most_likely
 
 __all__ = ["command"]
 
@@ -68,7 +69,9 @@ class PredictCommand(click.Command):
 @click.option(
     "--overlap", type=click.FloatRange(0, 1, max_open=True), help="Tile overlap as a fraction (default: the bundle's)."
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Tiles per model call.")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True, help="Tiles per model call."
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
 @click.option("--bands", help="Bands to read, by 1-based index or name, comma-separated.")
 @click.option("--scores", is_flag=True, help="Write class probabilities instead of labels.")

@@ -16,38 +16,11 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_output
+from .colors import class_color
 from .errors import InputError
 from .image import Image
 
-__all__ = ["show", "write_preview", "class_color"]
-
-_PALETTE = np.array(
-    [
-        (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-        (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-        (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
-        (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
-    ],
-    dtype=np.uint8,
-)  # fmt: skip
-
-
-def class_color(label: int) -> tuple[int, int, int]:
-    """The colour seamline gives a class that names none: black for 0, then 20 distinct colours.
-
-    Parameters
-    ----------
-    label : int
-        The class id.
-
-    Returns
-    -------
-    tuple of int
-        ``(r, g, b)`` in 0..255.
-    """
-    if label == 0:
-        return (0, 0, 0)
-    return tuple(int(c) for c in _PALETTE[(int(label) - 1) % len(_PALETTE)])
+__all__ = ["show", "write_preview"]
 
 
 def _as_image(array: Any) -> Image:

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import math
 
-import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
 import scipy.ndimage as ndi
 from scipy.spatial import cKDTree
 
-from .labels import neighbours
+from ._chunks import chunk_origins, map_chunks, neighbours
 
 __all__ = ["boundary_f1", "surface_points", "surface_distance_table"]
 
@@ -42,8 +41,8 @@ def _edges(padded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pairs[0][0], np.logical_or.reduce([centre != neighbour for centre, neighbour in pairs])
 
 
-def _with_halo(labels: da.Array, depth: int) -> tuple[np.ndarray, list[np.ndarray], tuple[int, ...]]:
-    """Delayed chunks padded by *depth* (-1 outside the image), their origins and depths.
+def _with_halo(labels: da.Array, depth: int) -> tuple[da.Array, list[tuple[int, ...]], tuple[int, ...]]:
+    """Chunks padded by *depth* (-1 outside the image), the chunks' origins, and the depths.
 
     An axis shorter than *depth* is one chunk, padded by its length.
     """
@@ -52,16 +51,14 @@ def _with_halo(labels: da.Array, depth: int) -> tuple[np.ndarray, list[np.ndarra
         tuple(da.overlap.ensure_minimum_chunksize(d, c) for d, c in zip(depths, labels.chunks, strict=True))
     )
     padded = da.overlap.overlap(labels.astype(np.int64), depth=dict(enumerate(depths)), boundary=-1)
-    bounds = [np.cumsum((0, *c)) for c in labels.chunks]
-    origins = [np.array([b[i] for b, i in zip(bounds, index, strict=True)]) for index in np.ndindex(labels.numblocks)]
-    return padded.to_delayed().ravel(), origins, depths
+    return padded, chunk_origins(labels.chunks), depths
 
 
-def _chunk_surface(padded: np.ndarray, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _chunk_surface(padded: np.ndarray, origin: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Surface voxels of a chunk padded by one voxel: (values, global coordinates)."""
     values, surface = _edges(padded)
     where = np.nonzero(surface)
-    return values[where], np.stack(where, axis=1).astype(np.int64) + origin
+    return values[where], np.stack(where, axis=1).astype(np.int64) + np.asarray(origin, dtype=np.int64)
 
 
 def surface_points(labels: da.Array, classes: int) -> list[np.ndarray]:
@@ -79,8 +76,8 @@ def surface_points(labels: da.Array, classes: int) -> list[np.ndarray]:
     list of numpy.ndarray
         One ``(n, ndim)`` array of voxel indices per class.
     """
-    blocks, origins, _ = _with_halo(labels, 1)
-    parts = dask.compute(*[dask.delayed(_chunk_surface)(b, o) for b, o in zip(blocks, origins, strict=True)])
+    padded, origins, _ = _with_halo(labels, 1)
+    parts = map_chunks(_chunk_surface, padded, per_chunk=[(origin,) for origin in origins])
     values = np.concatenate([v for v, _ in parts])
     points = np.concatenate([p for _, p in parts]).reshape(-1, labels.ndim)
     known = (values >= 0) & (values < classes)
@@ -130,13 +127,10 @@ def boundary_f1(prediction: da.Array, truth: da.Array, classes: int, tolerance: 
         One F1 per class; NaN for a class with no surface in either, 0 when in only one.
     """
     depth = math.ceil(tolerance) + 1
-    pred_blocks, _, depths = _with_halo(prediction, depth)
-    true_blocks = _with_halo(truth, depth)[0]
-    tasks = [
-        dask.delayed(_chunk_boundary_counts)(p, t, depths, classes, tolerance)
-        for p, t in zip(pred_blocks, true_blocks, strict=True)
-    ]
-    pred_total, pred_matched, true_total, true_matched = np.sum(dask.compute(*tasks), axis=0).T
+    pred, _, depths = _with_halo(prediction, depth)
+    true = _with_halo(truth, depth)[0]
+    parts = map_chunks(_chunk_boundary_counts, pred, true, depths=depths, classes=classes, tolerance=tolerance)
+    pred_total, pred_matched, true_total, true_matched = np.sum(parts, axis=0).T
     with np.errstate(invalid="ignore", divide="ignore"):
         precision, recall = pred_matched / pred_total, true_matched / true_total
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from .defaults import OVERLAP
 from .errors import InputError
 
 __all__ = ["TileGrid", "tile_grid", "per_axis", "intersection", "chunks_overlapping"]
@@ -148,7 +149,7 @@ def _axis_starts(size: int, tile: int, overlap: float) -> tuple[int, ...]:
 
 
 def tile_grid(
-    shape: Sequence[int], tile_size: int | Sequence[int], overlap: float | Sequence[float] = 0.25
+    shape: Sequence[int], tile_size: int | Sequence[int], overlap: float | Sequence[float] = OVERLAP
 ) -> TileGrid:
     """Place tiles over an image of spatial *shape*, as MONAI's sliding window does.
 

@@ -29,9 +29,10 @@ import dask.array as da
 import numpy as np
 import shapely
 
+from ._chunks import chunk_origins, map_chunks, spatial_array
 from .errors import InputError
 from .image import Image
-from .labels import label, spatial_array
+from .labels import label
 from .plugins import call_hook
 
 __all__ = ["VectorBackend", "vectorize"]
@@ -62,7 +63,7 @@ class VectorBackend:
 
 
 def _backend() -> VectorBackend:
-    return call_hook("seamline_vector_backend", needed="vectorize")
+    return call_hook("seamline_vector_backend", needed="vectorize needs a polygon backend, such as the geo plugin's")
 
 
 def _to_world(geometries: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -277,22 +278,24 @@ def vectorize(
         values = da.where(array == nodata, 0, array)
     ids, _ = label(values, connectivity, by_value=True)
     rows, cols = (np.cumsum((0, *sizes[:-1])) for sizes in ids.chunks)
-    shape = ids.shape
-    id_blocks, value_blocks = ids.to_delayed(), values.to_delayed()
-    tasks = []
-    for i, (r, h) in enumerate(zip(rows, ids.chunks[0], strict=True)):
-        for j, (c, w) in enumerate(zip(cols, ids.chunks[1], strict=True)):
-            inner = (r > 0, r + h < shape[0], c > 0, c + w < shape[1])
-            task = dask.delayed(_trace_chunk)(
-                id_blocks[i, j], value_blocks[i, j], (int(r), int(c)), inner, connectivity, affine, backend.polygonize
-            )
-            tasks.append(task)
-    traced = dask.compute(*tasks)
+    values = values.rechunk(ids.chunks)
+    chunks = []
+    for (r, c), (h, w) in zip(chunk_origins(ids.chunks), itertools.product(*ids.chunks), strict=True):
+        chunks.append(((r, c), (r > 0, r + h < ids.shape[0], c > 0, c + w < ids.shape[1])))
+    traced = map_chunks(
+        _trace_chunk,
+        ids,
+        values,
+        per_chunk=chunks,
+        connectivity=connectivity,
+        affine=affine,
+        polygonize=backend.polygonize,
+    )
     finished = [np.concatenate([t[0][k] for t in traced]) for k in range(3)]
     opened = [np.concatenate([t[1][k] for t in traced]) for k in range(3)]
     del traced
     borders = (rows[1:].astype(float), cols[1:].astype(float))
-    merged = _merge(*opened, borders, affine, batches=max(1, len(tasks) // 4))
+    merged = _merge(*opened, borders, affine, batches=max(1, len(chunks) // 4))
     component, class_id, geometry = (np.concatenate([a, b]) for a, b in zip(finished, merged, strict=True))
     if simplify:
         geometry = shapely.simplify(geometry, simplify, preserve_topology=True)

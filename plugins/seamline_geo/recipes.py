@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from seamline.defaults import OVERLAP
 from seamline.plugins import Recipe
 
 __all__ = ["RECIPES"]
@@ -33,7 +34,7 @@ def _glacier(name: str, sensor: str, bands: list[str], normalization: dict[str, 
             "normalization": normalization,
             "loss": {"kind": "boundary"},
             "patches": {"size": 256, "foreground_fraction": 0.5},
-            "predict": {"tile_size": 256, "overlap": 0.25},
+            "predict": {"tile_size": 256, "overlap": OVERLAP},
         },
     )
 
@@ -64,7 +65,7 @@ RECIPES = (
             "normalization": {"kind": "percentile", "low": 1, "high": 99},
             "loss": {"kind": "dice_ce"},
             "patches": {"size": 128, "foreground_fraction": 0.5},
-            "predict": {"tile_size": 256, "overlap": 0.25},
+            "predict": {"tile_size": 256, "overlap": OVERLAP},
         },
     ),
 )

@@ -22,6 +22,7 @@ from typing import Any, Union
 
 import yaml
 
+from ..defaults import BATCH_SIZE, OVERLAP
 from ..errors import InputError
 from ..normalize import KINDS as NORMALIZATIONS
 from ..plugins import registry
@@ -174,8 +175,8 @@ class PredictConfig:
     """Prediction defaults stored in the bundle and used for validation."""
 
     tile_size: int | list | None = None
-    overlap: float = 0.25
-    batch_size: int = 4
+    overlap: float = OVERLAP
+    batch_size: int = BATCH_SIZE
     target_spacing: list | None = None
 
 
