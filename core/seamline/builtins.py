@@ -14,6 +14,7 @@ from .hookspecs import hookimpl
 from .plugins import Architecture, Output
 
 COMMAND_MODULES: tuple[str, ...] = ("seamline.predict_command", "seamline.train_command", "seamline.evaluate_command")
+CATALOG_COMMANDS = ("recipes_command", "models_command")
 
 
 def _build_unet(in_channels: int, classes: int, **kwargs: Any) -> Any:
@@ -42,6 +43,9 @@ def seamline_outputs(register: Any) -> None:
 def seamline_commands(cli: Any) -> None:
     for module in COMMAND_MODULES:
         cli.add_command(importlib.import_module(module).command)
+    catalog = importlib.import_module("seamline.catalog")
+    for name in CATALOG_COMMANDS:
+        cli.add_command(getattr(catalog, name))
 
 
 @hookimpl

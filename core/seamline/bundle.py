@@ -42,6 +42,7 @@ __all__ = [
     "build_module",
     "is_bundle",
     "model_path",
+    "read_card",
     "CARD_FILE",
     "WEIGHTS_FILE",
 ]
@@ -415,15 +416,36 @@ def load_model(model: str | os.PathLike, *, device: str = "cpu", **options: Any)
     return bundle
 
 
+def read_card(path: str | os.PathLike) -> ModelCard:
+    """Read a seamline bundle's model card, without its weights.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The bundle (a directory or a ``.zip``).
+
+    Returns
+    -------
+    ModelCard
+
+    Raises
+    ------
+    ModelError
+        If the card is missing, not JSON, or not a valid card.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(_read_bytes(path, CARD_FILE))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{CARD_FILE} is not valid JSON: {exc}", path) from exc
+    return ModelCard.from_dict(data, path)
+
+
 def _load_bundle(path: Path) -> Bundle:
     """Read a seamline bundle's card and weights."""
     from safetensors.torch import load as load_tensors
 
-    try:
-        card_data = json.loads(_read_bytes(path, CARD_FILE))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{CARD_FILE} is not valid JSON: {exc}", path) from exc
-    card = ModelCard.from_dict(card_data, path)
+    card = read_card(path)
     module = build_module(card)
     weights_name = path / WEIGHTS_FILE if path.is_dir() else f"{path}!{WEIGHTS_FILE}"
     try:

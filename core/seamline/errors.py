@@ -9,7 +9,9 @@ can install what is missing), and 1 for every other failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 __all__ = [
     "SeamlineError",
@@ -18,6 +20,7 @@ __all__ = [
     "PluginError",
     "ModelError",
     "NotInstalledError",
+    "about",
 ]
 
 
@@ -62,3 +65,35 @@ class NotInstalledError(SeamlineError, ImportError):
     """A plugin needed here is not installed; the message says what to ``pip install``."""
 
     exit_code = 2
+
+
+@contextlib.contextmanager
+def about(path: str | os.PathLike, *, context: str | None = None) -> Iterator[None]:
+    """Name *path* in the errors raised inside that name no file of their own.
+
+    A command uses it around work on one of its arguments, so that a problem found deep
+    inside (``shape (2, 3) differs ...``) reaches the user as ``<path>: <problem>``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file the work is about.
+    context : str, optional
+        Appended to the message in parentheses (``"ground truth: b.tif"``).
+
+    Examples
+    --------
+    >>> try:
+    ...     with about("scene.tif"):
+    ...         raise InputError("has 3 bands, the model takes 4")
+    ... except InputError as exc:
+    ...     print(exc)
+    scene.tif: has 3 bands, the model takes 4
+    """
+    try:
+        yield
+    except SeamlineError as exc:
+        if exc.path is not None:
+            raise
+        message = f"{exc.message} ({context})" if context else exc.message
+        raise type(exc)(message, path) from exc

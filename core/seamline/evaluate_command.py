@@ -15,7 +15,7 @@ import click
 import numpy as np
 
 from .atomic import atomic_output, check_writable
-from .errors import InputError
+from .errors import InputError, about
 from .io import open as open_image
 from .io import reader_for
 
@@ -75,7 +75,7 @@ def command(
         if not (np.issubdtype(image.dtype, np.integer) or image.dtype == bool):
             raise InputError(f"holds {image.dtype} values, not integer labels", path)
     count, names = _classes(classes)
-    try:
+    with about(prediction, context=f"ground truth: {ground_truth}"):
         report = evaluate(
             pred,
             truth,
@@ -88,10 +88,6 @@ def command(
             objects=objects,
             connectivity=connectivity,
         )
-    except InputError as exc:
-        if exc.path is not None:
-            raise
-        raise InputError(f"{exc.message} (ground truth: {ground_truth})", prediction) from exc
     click.echo(str(report))
     if json_path is not None:
         with atomic_output(json_path, overwrite=overwrite) as tmp:

@@ -59,7 +59,10 @@ def instance_metrics(prediction: Any, truth: Any, *, components: bool = False, c
     """
     pred, true = matched_pair(prediction, truth)
     if components:
-        pred, true = label(pred, connectivity, by_value=True)[0], label(true, connectivity, by_value=True)[0]
+        pred, true = (
+            label(pred, connectivity=connectivity, by_value=True)[0],
+            label(true, connectivity=connectivity, by_value=True)[0],
+        )
     parts = map_chunks(_chunk_pairs, pred, true)
     joint = pd.concat(parts).groupby(level=[0, 1]).sum()
     pred_size = joint.groupby(level=0).sum().drop(0, errors="ignore")

@@ -91,7 +91,7 @@ def writer_for(path: str | os.PathLike) -> Any:
     raise InputError(f"no writer for this format; supported: {_supported(writers)}", path)
 
 
-def open(path: str | os.PathLike, chunks: Any = None, **options: Any) -> Image:
+def open(path: str | os.PathLike, *, chunks: Any = None, **options: Any) -> Image:
     """Open an image lazily with the reader that accepts *path*.
 
     Parameters

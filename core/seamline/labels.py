@@ -174,7 +174,7 @@ def _relabel_chunk(
     return table.astype(dtype, copy=False)[labels]
 
 
-def label(image: Any, connectivity: int | None = None, *, by_value: bool = False) -> tuple[Any, int]:
+def label(image: Any, *, connectivity: int | None = None, by_value: bool = False) -> tuple[Any, int]:
     """Label the connected components of a lazy mask or label map, across chunks.
 
     Parameters

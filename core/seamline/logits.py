@@ -4,7 +4,7 @@ A segmentation network returns one score per class and pixel. With several class
 probabilities are the softmax over classes, and the label is the class with the highest
 score (scores and probabilities agree on it). With one class the probability is the
 sigmoid of the score, and the label is 1 where that probability exceeds 0.5, that is,
-where the score is positive. The engine and ``seamline predict --scores`` both go
+where the score is positive. The engine and ``seamline predict --probabilities`` both go
 through these functions, so labels never depend on the road taken.
 """
 

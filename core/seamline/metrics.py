@@ -46,7 +46,7 @@ def _chunk_confusion(pred: np.ndarray, true: np.ndarray, classes: int | None, ig
 
 
 def confusion_matrix(
-    prediction: Any, truth: Any, num_classes: int | None = None, ignore_index: int | None = None
+    prediction: Any, truth: Any, *, num_classes: int | None = None, ignore_index: int | None = None
 ) -> np.ndarray:
     """Count voxels by (true class, predicted class), chunk by chunk.
 
@@ -222,11 +222,11 @@ def _linear(spacing: Any, prediction: Any, ndim: int) -> np.ndarray | None:
 def evaluate(
     prediction: Any,
     truth: Any,
+    *,
     num_classes: int | None = None,
     spacing: Sequence[float] | bool | None = None,
     class_names: Mapping[int, str] | Sequence[str] | None = None,
     ignore_index: int | None = None,
-    *,
     tolerance: float = 1.0,
     boundary_tolerance: float | None = 2.0,
     objects: bool = False,
@@ -290,9 +290,13 @@ def evaluate(
     classes = confusion.shape[0]
     table = scores_from_confusion(confusion)
     if boundary_tolerance is not None:
-        table["boundary_f1"] = boundary_f1(pred, true, classes, boundary_tolerance)
+        table["boundary_f1"] = boundary_f1(pred, true, classes=classes, tolerance=boundary_tolerance)
     if linear is not None:
-        table = table.join(surface_distance_table(pred, true, classes, linear, tolerance).set_axis(table.index))
+        table = table.join(
+            surface_distance_table(pred, true, classes=classes, linear=linear, tolerance=tolerance).set_axis(
+                table.index
+            )
+        )
     names = _class_names(class_names, truth, classes)
     if names is not None:
         table.insert(0, "name", names)

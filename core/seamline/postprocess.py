@@ -41,7 +41,7 @@ def _apply(components: da.Array, values: da.Array, table: np.ndarray) -> da.Arra
 def _components(labels: Any, connectivity: int | None) -> tuple[da.Array, da.Array, pd.DataFrame]:
     """The labels, their connected components by value, and each component's size and value."""
     values = spatial_array(labels, "labels")
-    components, _ = label(values, connectivity, by_value=True)
+    components, _ = label(values, connectivity=connectivity, by_value=True)
     table = measure(components, values).rename(columns={"intensity_min": "value"})
     starts = [f"bbox_start_{axis}" for axis in range(values.ndim)]
     return values, components, table[["voxels", "value", *starts]]
@@ -54,7 +54,7 @@ def _drop(components: da.Array, values: da.Array, keep: pd.Index, count: int) ->
     return _apply(components, values, table)
 
 
-def keep_largest_component(labels: Any, connectivity: int | None = None) -> Any:
+def keep_largest_component(labels: Any, *, connectivity: int | None = None) -> Any:
     """Keep only the largest connected component of every label value.
 
     Parameters
@@ -83,7 +83,7 @@ def keep_largest_component(labels: Any, connectivity: int | None = None) -> Any:
     return like_input(_drop(components, values, pd.Index(keep), len(table)), labels)
 
 
-def remove_small(labels: Any, min_size: int, connectivity: int | None = None) -> Any:
+def remove_small(labels: Any, *, min_size: int, connectivity: int | None = None) -> Any:
     """Set connected components smaller than *min_size* voxels to background.
 
     Parameters
@@ -123,7 +123,7 @@ def _hole_neighbours(background: np.ndarray, values: np.ndarray, footprint: np.n
     return pd.concat(found).drop_duplicates()
 
 
-def fill_holes(labels: Any, connectivity: int | None = None) -> Any:
+def fill_holes(labels: Any, *, connectivity: int | None = None) -> Any:
     """Fill background regions enclosed by a single label with that label.
 
     Parameters
@@ -146,7 +146,7 @@ def fill_holes(labels: Any, connectivity: int | None = None) -> Any:
     """
     values = spatial_array(labels, "labels")
     footprint = structure(values.ndim, connectivity)
-    background, count = label(values == 0, connectivity)
+    background, count = label(values == 0, connectivity=connectivity)
     padded = [da.overlap.overlap(a.astype(np.int64), depth=1, boundary=-1) for a in (background, values)]
     parts = map_chunks(_hole_neighbours, *padded, footprint=footprint)
     pairs = pd.concat(parts).drop_duplicates()

@@ -1,7 +1,7 @@
 """``seamline predict INPUT OUT --model BUNDLE``: tiled prediction from the command line.
 
 It opens INPUT lazily, loads the bundle, checks that OUT (and every extra output asked
-for) may be written *before* any model runs, streams the labels (or, with ``--scores``,
+for) may be written *before* any model runs, streams the labels (or, with ``--probabilities``,
 the class probabilities) to OUT, and then writes the extra products. Each registered
 :class:`~seamline.plugins.Output` (polygons, statistics, meshes, a preview, ...) adds its
 own option, so a plugin that registers an output extends this command too. The products
@@ -15,7 +15,7 @@ import numpy as np
 
 from .atomic import check_writable
 from .defaults import BATCH_SIZE
-from .errors import InputError
+from .errors import about
 from .image import Image
 from .logits import label_dtype, most_likely
 from .plugins import registry
@@ -64,7 +64,13 @@ class PredictCommand(click.Command):
 @click.command("predict", cls=PredictCommand)
 @click.argument("input_path", metavar="INPUT", type=click.Path())
 @click.argument("out", type=click.Path())
-@click.option("--model", "-m", "model_path", required=True, type=click.Path(), help="A model bundle (dir or .zip).")
+@click.option(
+    "--model",
+    "-m",
+    "model_path",
+    required=True,
+    help="A model bundle (dir or .zip), a model folder of another tool, or a shipped bundle's name (seamline models).",
+)
 @click.option("--tile-size", type=click.IntRange(min=1), help="Tile size in pixels (default: the bundle's).")
 @click.option(
     "--overlap", type=click.FloatRange(0, 1, max_open=True), help="Tile overlap as a fraction (default: the bundle's)."
@@ -73,8 +79,12 @@ class PredictCommand(click.Command):
     "--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True, help="Tiles per model call."
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
-@click.option("--bands", help="Bands to read, by 1-based index or name, comma-separated.")
-@click.option("--scores", is_flag=True, help="Write class probabilities instead of labels.")
+@click.option(
+    "--bands",
+    help="Bands to read, by name or by 1-based index (numbers map, in order, onto the model's named bands).",
+)
+@click.option("--probabilities", is_flag=True, help="Write class probabilities instead of labels.")
+@click.option("--scores", is_flag=True, hidden=True, help="Deprecated alias of --probabilities.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def command(
@@ -86,47 +96,49 @@ def command(
     batch_size: int,
     device: str,
     bands: str | None,
+    probabilities: bool,
     scores: bool,
     overwrite: bool,
     progress: bool,
     **products: str | None,
 ) -> None:
-    """Segment INPUT with a model bundle and write OUT (labels, or probabilities with --scores)."""
+    """Segment INPUT with a model and write OUT (labels, or class probabilities with --probabilities)."""
     from . import io
     from .bundle import load_model
 
+    if scores:
+        click.echo("warning: --scores is deprecated and will be removed; use --probabilities", err=True)
+        probabilities = True
     outputs = {o.option.lstrip("-").replace("-", "_"): o for o in registry("outputs").values()}
     wanted = {name: path for name, path in products.items() if path}
     for path in (out, *wanted.values()):
         check_writable(path, overwrite=overwrite)
     io.writer_for(out)
-    options = {"bands": _bands(bands)} if bands else {}
-    image = io.open(input_path, **options)
+    chosen = _bands(bands)
+    image = io.open(input_path, **({"bands": chosen} if chosen else {}))
+    if chosen and all(isinstance(b, int) for b in chosen):  # by position: the model's names apply
+        image = image.replace(meta={**image.meta, "band_names": None})
     for name, path in wanted.items():
         if outputs[name].check is not None:
             outputs[name].check(path, image)
     bundle = load_model(model_path)
     settings = {"tile_size": tile_size, "overlap": overlap}
-    try:
+    with about(input_path):
         result = bundle.predict(
             image,
-            output="probabilities" if scores else "labels",
+            output="probabilities" if probabilities else "labels",
             batch_size=batch_size,
             device=device,
             progress=progress,
             **{k: v for k, v in settings.items() if v is not None},
         )
-    except InputError as exc:
-        if exc.path is not None:
-            raise
-        raise InputError(exc.message, input_path) from exc
     io.save(result, out, overwrite=overwrite)
-    click.echo(f"wrote {out} ({'probabilities' if scores else 'labels'}, shape {result.shape})")
+    click.echo(f"wrote {out} ({'probabilities' if probabilities else 'labels'}, shape {result.shape})")
     if not wanted:
         return
     saved = io.open(out)
     saved = saved.replace(meta={**result.meta, **saved.meta, **{k: result.meta[k] for k in ("class_names", "colors")}})
-    labels = _labels_from_probabilities(saved) if scores else saved
+    labels = _labels_from_probabilities(saved) if probabilities else saved
     for name, path in wanted.items():
         outputs[name].write(labels, path, image=image, overwrite=overwrite)
         click.echo(f"wrote {path} ({outputs[name].name})")

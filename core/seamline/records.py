@@ -178,16 +178,24 @@ class Output:
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """A task preset: defaults for training and prediction.
+    """A task preset: a named, partial training config with model-card defaults.
+
+    ``seamline train --recipe NAME`` (or ``recipe: NAME`` in a config file) starts from
+    *config* and lets the user's config and options override any of it; what the recipe
+    leaves out (the image, the labels, the output folder) the user gives.
 
     Attributes
     ----------
     name : str
-        Unique name, e.g. ``"glacier-landsat"``.
+        Unique name, e.g. ``"glaciers-landsat"``.
     description : str
-        One line.
+        One line, for ``seamline recipes``.
     config : dict
-        Bands, normalization, classes, tile size, architecture, ...
+        Sections of a training config, checked against the same schema as a
+        ``seamline train`` YAML file (:data:`seamline.training.config.EXAMPLE`):
+        ``classes``, ``model``, ``normalization``, ``patches``, ``loss``, ``predict``
+        (the card's tile size, overlap and target spacing), ``card`` (the card's band
+        names), ...
     """
 
     name: str

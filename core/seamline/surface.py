@@ -109,7 +109,7 @@ def _chunk_boundary_counts(
     return counts
 
 
-def boundary_f1(prediction: da.Array, truth: da.Array, classes: int, tolerance: float = 2.0) -> np.ndarray:
+def boundary_f1(prediction: da.Array, truth: da.Array, *, classes: int, tolerance: float = 2.0) -> np.ndarray:
     """Boundary F1 per class, with the tolerance in voxels, chunk by chunk.
 
     Parameters
@@ -140,7 +140,7 @@ def boundary_f1(prediction: da.Array, truth: da.Array, classes: int, tolerance: 
 
 
 def surface_distance_table(
-    prediction: da.Array, truth: da.Array, classes: int, linear: np.ndarray, tolerance: float = 1.0
+    prediction: da.Array, truth: da.Array, *, classes: int, linear: np.ndarray, tolerance: float = 1.0
 ) -> pd.DataFrame:
     """HD95 and surface Dice per class, in world units.
 

@@ -276,7 +276,7 @@ def vectorize(
     values = array
     if nodata is not None and np.isfinite(nodata):
         values = da.where(array == nodata, 0, array)
-    ids, _ = label(values, connectivity, by_value=True)
+    ids, _ = label(values, connectivity=connectivity, by_value=True)
     rows, cols = (np.cumsum((0, *sizes[:-1])) for sizes in ids.chunks)
     values = values.rechunk(ids.chunks)
     chunks = []

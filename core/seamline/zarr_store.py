@@ -101,7 +101,7 @@ def _crs_from_text(text: str | None) -> Any:
     return CRS.from_user_input(text)
 
 
-def open_zarr(path: str | os.PathLike, chunks: Any = None) -> Image:
+def open_zarr(path: str | os.PathLike, *, chunks: Any = None) -> Image:
     """Open a Zarr store lazily as an Image.
 
     Parameters

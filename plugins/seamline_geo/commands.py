@@ -45,7 +45,7 @@ def vectorize_command(
     """Turn the label raster LABELS into polygons in OUT (.gpkg, .parquet, .fgb, .geojson, .json)."""
     import seamline
     from seamline.atomic import check_writable
-    from seamline.errors import InputError
+    from seamline.errors import InputError, about
 
     from .formats import check_vector_path
     from .polygons import write_polygons
@@ -55,13 +55,9 @@ def vectorize_command(
     image = seamline.open(labels)
     if band > image.channels:
         raise InputError(f"has no band {band} (it has {image.channels})", labels)
-    try:
+    with about(labels):
         frame = seamline.vectorize(
             image[band - 1], connectivity=int(connectivity), simplify=simplify, min_area=min_area, instances=instances
         )
-    except InputError as exc:
-        if exc.path is not None:
-            raise
-        raise InputError(exc.message, labels) from exc
     write_polygons(frame, out, overwrite=overwrite)
     click.echo(f"wrote {out} ({len(frame)} polygons, {frame['class_id'].nunique()} classes)")

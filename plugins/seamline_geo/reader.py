@@ -119,7 +119,7 @@ def _lazy(path: str, reader: Any, args: tuple, bands: int, chunks: tuple, dtype:
     return from_windows(name, lambda window: (reader, path, *args, window), chunks, bands, dtype)
 
 
-def open_raster(path: str | os.PathLike, chunks: Any = None, *, bands: Sequence[int | str] | None = None) -> Image:
+def open_raster(path: str | os.PathLike, *, chunks: Any = None, bands: Sequence[int | str] | None = None) -> Image:
     """Open a raster lazily as an :class:`~seamline.Image`.
 
     Parameters
@@ -163,7 +163,9 @@ def open_raster(path: str | os.PathLike, chunks: Any = None, *, bands: Sequence[
         nodata = dataset.nodatavals[indexes[0] - 1]
         meta: dict[str, Any] = {
             "nodata": float("nan") if rescale and nodata is not None else nodata,
-            "band_names": _band_names(dataset, indexes),
+            # Bands without descriptions are unnamed (selectable as "band3"), so a model
+            # card that names its bands matches them by position, not by invented names.
+            "band_names": _band_names(dataset, indexes) if any(dataset.descriptions) else None,
             "anchor": "corner",
             "path": path,
         }

@@ -1,16 +1,18 @@
 """Task presets for remote sensing: glacier mapping and crop fields.
 
-A recipe is data, not code: a partial training config (the sections of
-``seamline train``'s YAML: ``data.bands``, ``classes``, ``model``, ``normalization``,
-``loss``, ``patches``, ``predict``) that a user completes with their own image, labels
-and output folder. Bands are named as the sensor's products name them, in the order the
-model takes them; normalization is a :mod:`seamline.normalize` spec.
+A recipe is data, not code: a partial training config (the sections of ``seamline
+train``'s YAML: ``classes``, ``model``, ``normalization``, ``loss``, ``patches``,
+``predict``, and ``card`` for the model card's band names) that a user completes with
+their own image, labels and output folder. Band names are the model card's, in the order
+the model takes the bands; normalization is a :mod:`seamline.normalize` spec.
 
 Glacier mapping takes visible, near-infrared and (where the sensor has it) shortwave
 infrared bands, which separate clean ice from snow, cloud and rock; debris-covered tongues
 are glacier too, which is what the boundary-aware loss is for (as in the glacier work of
-Aryal et al. 2023). Crop fields segment field interiors, so that
-``seamline.vectorize(labels, instances=True)`` then counts and measures fields.
+Aryal et al. 2023). ``glaciers-landsat`` is the recipe the shipped model of the same name
+was trained with (``benchmarks/train_glaciers.py``). Crop fields segment field
+interiors, so that ``seamline.vectorize(labels, instances=True)`` then counts and
+measures fields.
 """
 
 from __future__ import annotations
@@ -22,15 +24,17 @@ from seamline.plugins import Recipe
 
 __all__ = ["RECIPES"]
 
+_GLACIER_CLASSES = [{"name": "background", "color": [0, 0, 0]}, {"name": "glacier", "color": [80, 200, 255]}]
+
 
 def _glacier(name: str, sensor: str, bands: list[str], normalization: dict[str, Any]) -> Recipe:
     return Recipe(
         name=name,
         description=f"glacier outlines from {sensor} ({', '.join(bands)})",
         config={
-            "data": {"bands": bands},
-            "classes": ["background", "glacier"],
-            "model": {"architecture": "smp.Unet", "kwargs": {"encoder_name": "resnet18"}},
+            "card": {"bands": bands},
+            "classes": _GLACIER_CLASSES,
+            "model": {"architecture": "smp.Unet", "kwargs": {"encoder_name": "resnet18", "encoder_weights": None}},
             "normalization": normalization,
             "loss": {"kind": "boundary"},
             "patches": {"size": 256, "foreground_fraction": 0.5},
@@ -40,18 +44,35 @@ def _glacier(name: str, sensor: str, bands: list[str], normalization: dict[str, 
 
 
 RECIPES = (
-    # Landsat 7 ETM+ digital numbers (uint8), as in the Everest scene: red, green, blue, near infrared.
-    _glacier("glacier-landsat7", "Landsat 7 ETM+", ["B3", "B2", "B1", "B4"], {"kind": "scale", "factor": 1 / 255}),
+    # What the shipped glaciers-landsat model was trained with: Landsat 7 ETM+ digital
+    # numbers (uint8) of red, green, blue and near infrared (bands 3, 2, 1, 4), a small
+    # U-Net, per-band z-scores fitted on the training image.
+    Recipe(
+        name="glaciers-landsat",
+        description="glacier outlines from Landsat 7 ETM+ red, green, blue, NIR (uint8 DN); the shipped model's",
+        config={
+            "card": {"bands": ["red", "green", "blue", "nir"]},
+            "classes": _GLACIER_CLASSES,
+            "model": {"architecture": "core.UNet", "kwargs": {"widths": [16, 32, 64, 128]}},
+            "normalization": {"kind": "zscore"},
+            "patches": {"size": 128, "per_epoch": 256, "foreground_fraction": 0.33},
+            "augment": {"flip": True, "rotate": True, "intensity": 0.1},
+            "loss": {"kind": "dice_ce"},
+            "optimizer": {"lr": 0.003, "weight_decay": 0.0001, "schedule": "cosine", "warmup": 0.05},
+            "training": {"epochs": 40, "batch_size": 8, "metric": "mean_iou"},
+            "predict": {"tile_size": 256, "overlap": OVERLAP},
+        },
+    ),
     # Landsat 8/9 Collection 2 Level-2 surface reflectance (DN * 2.75e-5 - 0.2): red, green, blue, NIR, SWIR 1.
     _glacier(
-        "glacier-landsat8",
+        "glaciers-landsat8",
         "Landsat 8/9 OLI",
         ["SR_B4", "SR_B3", "SR_B2", "SR_B5", "SR_B6"],
         {"kind": "scale", "factor": 2.75e-5, "offset": -0.2},
     ),
     # Sentinel-2 L2A (DN / 10000 with the -1000 offset of processing baseline 04.00): red, green, blue, NIR, SWIR 1.
     _glacier(
-        "glacier-sentinel2",
+        "glaciers-sentinel2",
         "Sentinel-2 L2A",
         ["B04", "B03", "B02", "B08", "B11"],
         {"kind": "scale", "factor": 1e-4, "offset": -0.1},
@@ -60,8 +81,8 @@ RECIPES = (
         name="crop-fields",
         description="crop fields (e.g. centre pivots) from 30 m multispectral imagery; count them with vectorize",
         config={
-            "classes": ["background", "field"],
-            "model": {"architecture": "smp.Unet", "kwargs": {"encoder_name": "resnet18"}},
+            "classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "field", "color": [60, 180, 75]}],
+            "model": {"architecture": "smp.Unet", "kwargs": {"encoder_name": "resnet18", "encoder_weights": None}},
             "normalization": {"kind": "percentile", "low": 1, "high": 99},
             "loss": {"kind": "dice_ce"},
             "patches": {"size": 128, "foreground_fraction": 0.5},

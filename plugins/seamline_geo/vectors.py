@@ -107,8 +107,8 @@ def rasterize_window(
 
 def open_vector_labels(
     path: str | os.PathLike,
-    chunks: Any = None,
     *,
+    chunks: Any = None,
     like: Image | None = None,
     attribute: str | None = None,
     classes: Sequence[str] | Mapping[str, int] | None = None,

@@ -36,7 +36,7 @@ def stats_command(
     label_image = seamline.open(labels)
     check_stats_output(out, label_image)
     intensity = seamline.open(image) if image else None
-    table = organ_statistics(label_image, intensity, names, names_key=names_key)
+    table = organ_statistics(label_image, intensity, names=names, names_key=names_key)
     if out:
         write_statistics(table, out, overwrite=overwrite)
         click.echo(f"wrote {len(table)} labels to {out}")

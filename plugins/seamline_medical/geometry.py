@@ -55,7 +55,7 @@ def _apply_orientation(image: Image, ornt: np.ndarray) -> Image:
     return image.replace(data=data, affine=affine)
 
 
-def reorient(image: Image, axcodes: Sequence[str] = "RAS") -> Image:
+def reorient(image: Image, *, axcodes: Sequence[str] = "RAS") -> Image:
     """Permute and flip the voxel axes so that they point as *axcodes*, lazily.
 
     Parameters
@@ -239,7 +239,7 @@ def prepare_input(
     _check_rank(image, card)
     if image.ndim != 3 or image.meta.get("anchor") != "center":
         return None
-    canonical = reorient(image, "RAS")
+    canonical = reorient(image, axcodes="RAS")
     model_grid = canonical
     target = _target_spacing(canonical, getattr(card, "target_spacing", None))
     if target is not None and not np.allclose(canonical.spacing, target, rtol=1e-6, atol=0):

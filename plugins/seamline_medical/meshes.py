@@ -32,7 +32,7 @@ _STL_TRIANGLE = np.dtype([("normal", "<f4", 3), ("vertices", "<f4", (3, 3)), ("a
 
 
 def label_mesh(
-    labels: Image, label: int, bbox: tuple[slice, ...] | None = None, *, step_size: int = 1
+    labels: Image, label: int, *, bbox: tuple[slice, ...] | None = None, step_size: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """The surface of one label, in world coordinates.
 
@@ -162,7 +162,7 @@ def write_meshes(
         tmp.mkdir()
         for label, row in table.iterrows():
             bbox = tuple(slice(int(row[f"bbox_start_{a}"]), int(row[f"bbox_stop_{a}"])) for a in range(3))
-            vertices, faces = label_mesh(labels, int(label), bbox, step_size=step_size)
+            vertices, faces = label_mesh(labels, int(label), bbox=bbox, step_size=step_size)
             file_name = _file_name(int(label), names.get(int(label), f"label_{label}"), format)
             write(vertices, faces, tmp / file_name)
             written.append(os.fspath(Path(directory) / file_name))

@@ -141,7 +141,7 @@ def _voxels(img: Any, path: str) -> da.Array:
     return voxels
 
 
-def open_nifti(path: str | os.PathLike, chunks: Any = None, **options: Any) -> Image:
+def open_nifti(path: str | os.PathLike, *, chunks: Any = None, **options: Any) -> Image:
     """Open a NIfTI-1 or NIfTI-2 file lazily.
 
     Parameters

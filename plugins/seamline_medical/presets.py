@@ -4,8 +4,8 @@ CT intensities are Hounsfield units, the same on every scanner, so a CT model is
 normalized by a fixed *window* (:data:`CT_WINDOWS`, as ``(level, width)``;
 :func:`ct_window` turns one into a ``seamline.normalize`` spec). MR intensities have no
 unit, so MR recipes ask for a per-volume z-score or percentile scaling. The recipes
-(:data:`RECIPES`) are configs in the model card's field names; the normalization itself
-is :mod:`seamline.normalize`'s.
+(:data:`RECIPES`) are partial training configs, like every recipe (``seamline train
+--recipe ct-organs``); the normalization itself is :mod:`seamline.normalize`'s.
 """
 
 from __future__ import annotations
@@ -49,32 +49,32 @@ def ct_window(name: str) -> dict[str, Any]:
     return {"kind": "window", "low": level - width / 2, "high": level + width / 2}
 
 
-_VOLUME = {"spatial_dims": 3, "target_spacing": [1.5, 1.5, 1.5], "tile_size": [96, 96, 96], "overlap": 0.5}
+def _volume(name: str, description: str, normalization: dict[str, Any]) -> Recipe:
+    """A 3D organ recipe: a MONAI residual U-Net on 96-voxel tiles at 1.5 mm, RAS."""
+    return Recipe(
+        name,
+        description,
+        {
+            "model": {
+                "architecture": "monai.UNet",
+                "kwargs": {"spatial_dims": 3, "channels": [16, 32, 64, 128], "strides": [2, 2, 2]},
+            },
+            "normalization": normalization,
+            "patches": {"size": [96, 96, 96], "foreground_fraction": 0.5},
+            "loss": {"kind": "dice_ce"},
+            "predict": {"tile_size": [96, 96, 96], "overlap": 0.5, "target_spacing": [1.5, 1.5, 1.5]},
+        },
+    )
+
 
 RECIPES: tuple[Recipe, ...] = (
-    Recipe(
-        "ct-organs",
-        "CT organs: abdominal window (-160..240 HU), 1.5 mm, 3D tiles",
-        {**_VOLUME, "architecture": "monai.UNet", "normalization": ct_window("abdomen")},
-    ),
-    Recipe(
-        "ct-lung",
-        "CT lungs: lung window (-1350..150 HU), 1.5 mm, 3D tiles",
-        {**_VOLUME, "architecture": "monai.UNet", "normalization": ct_window("lung")},
-    ),
-    Recipe(
-        "ct-bone",
-        "CT bones: bone window (-500..1300 HU), 1.5 mm, 3D tiles",
-        {**_VOLUME, "architecture": "monai.UNet", "normalization": ct_window("bone")},
-    ),
-    Recipe(
-        "mr-organs",
-        "MR organs: z-score per volume, 1.5 mm, 3D tiles",
-        {**_VOLUME, "architecture": "monai.UNet", "normalization": {"kind": "zscore"}},
-    ),
-    Recipe(
+    _volume("ct-organs", "CT organs: abdominal window (-160..240 HU), 1.5 mm, 3D tiles", ct_window("abdomen")),
+    _volume("ct-lung", "CT lungs: lung window (-1350..150 HU), 1.5 mm, 3D tiles", ct_window("lung")),
+    _volume("ct-bone", "CT bones: bone window (-500..1300 HU), 1.5 mm, 3D tiles", ct_window("bone")),
+    _volume("mr-organs", "MR organs: z-score per volume, 1.5 mm, 3D tiles", {"kind": "zscore"}),
+    _volume(
         "mr-organs-percentile",
         "MR organs: 0.5-99.5 percentile scaling per volume, 1.5 mm, 3D tiles",
-        {**_VOLUME, "architecture": "monai.UNet", "normalization": {"kind": "percentile", "low": 0.5, "high": 99.5}},
+        {"kind": "percentile", "low": 0.5, "high": 99.5},
     ),
 )

@@ -50,7 +50,7 @@ MEASURE_VOXELS = 2**18
 MAX_UNDECLARED_LABELS = 1000
 
 
-def load_names(path: str | os.PathLike, key: str | None = None, *, ids: Any = None) -> dict[int, str]:
+def load_names(path: str | os.PathLike, *, key: str | None = None, ids: Any = None) -> dict[int, str]:
     """Read label names from JSON: a flat ``{id: name}`` mapping or a file of such tables.
 
     Parameters
@@ -193,8 +193,8 @@ def measure_labels(labels: Image, image: Image | None = None) -> pd.DataFrame:
 def organ_statistics(
     labels: Image,
     image: Image | None = None,
-    names: Mapping[int, str] | str | os.PathLike | None = None,
     *,
+    names: Mapping[int, str] | str | os.PathLike | None = None,
     names_key: str | None = None,
 ) -> pd.DataFrame:
     """One row per label: id, name, voxels, volume in mL, world centroid, bounding box, mean intensity.
@@ -234,7 +234,7 @@ def organ_statistics(
     table = measure_labels(labels, image[0] if image is not None else None)
     _check_labels(labels, table.index)
     if isinstance(names, str | os.PathLike):
-        names = load_names(names, names_key, ids=table.index)
+        names = load_names(names, key=names_key, ids=table.index)
     names = names if names is not None else labels.meta.get("class_names") or {}
     n = labels.ndim
     voxel_ml = abs(float(np.linalg.det(labels.affine[:n, :n]))) / 1000.0

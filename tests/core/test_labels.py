@@ -57,7 +57,7 @@ def chunked_images(draw, classes: int = 1, size: int = 30, min_chunk: int = 1):
 @given(chunked_images())
 def test_label_equals_scipy_on_any_chunking(case):
     mask, chunks, connectivity = case
-    labels, count = label(da.from_array(mask, chunks=chunks), connectivity)
+    labels, count = label(da.from_array(mask, chunks=chunks), connectivity=connectivity)
     reference, reference_count = ndi.label(mask, structure=structure(mask.ndim, connectivity))
     result = labels.compute()
     assert count == reference_count
@@ -70,7 +70,7 @@ def test_label_equals_scipy_on_any_chunking(case):
 @given(chunked_images(classes=3))
 def test_label_by_value_equals_per_class_oracle(case):
     values, chunks, connectivity = case
-    labels, count = label(da.from_array(values, chunks=chunks), connectivity, by_value=True)
+    labels, count = label(da.from_array(values, chunks=chunks), connectivity=connectivity, by_value=True)
     reference = class_oracle(values, structure(values.ndim, connectivity))
     result = labels.compute()
     assert count == reference.max()
@@ -95,7 +95,7 @@ def test_voxels_touching_only_at_a_chunk_corner(ndim, connectivity, expected):
     mask = np.zeros((4,) * ndim, dtype=np.uint8)
     mask[(1,) * ndim] = 1
     mask[(2,) * ndim] = 1
-    labels, count = label(da.from_array(mask, chunks=2), connectivity)
+    labels, count = label(da.from_array(mask, chunks=2), connectivity=connectivity)
     assert count == expected
     assert_same_components(labels.compute(), ndi.label(mask, structure(ndim, connectivity))[0])
 
@@ -110,7 +110,7 @@ def test_image_in_image_out():
     affine = np.array([[0.0, 30.0, 500.0], [-30.0, 0.0, 900.0], [0.0, 0.0, 1.0]])
     mask = np.eye(6, dtype=np.uint8)[None]
     image = Image.from_array(mask, affine=affine, crs="EPSG:32645", meta={"anchor": "corner"}, chunks=(1, 4, 4))
-    labels, count = label(image, 8)
+    labels, count = label(image, connectivity=8)
     assert isinstance(labels, Image)
     assert count == 1
     assert labels.dtype == np.int32
@@ -129,7 +129,7 @@ def test_numpy_input_and_empty_mask():
 @pytest.mark.parametrize("connectivity", [0, 5, 6, 26])
 def test_impossible_connectivity_in_2d(connectivity):
     with pytest.raises(InputError, match="connectivity"):
-        label(np.ones((3, 3)), connectivity)
+        label(np.ones((3, 3)), connectivity=connectivity)
 
 
 def test_more_than_one_channel_is_an_input_error():
@@ -155,7 +155,7 @@ def holes_oracle(labels: np.ndarray, footprint: np.ndarray) -> np.ndarray:
 def test_fill_holes_of_a_mask_equals_binary_fill_holes(case):
     mask, chunks, connectivity = case
     footprint = structure(mask.ndim, connectivity)
-    filled = fill_holes(da.from_array(mask, chunks=chunks), connectivity).compute()
+    filled = fill_holes(da.from_array(mask, chunks=chunks), connectivity=connectivity).compute()
     np.testing.assert_array_equal(filled, ndi.binary_fill_holes(mask, footprint).astype(mask.dtype))
 
 
@@ -163,7 +163,7 @@ def test_fill_holes_of_a_mask_equals_binary_fill_holes(case):
 @given(chunked_images(classes=3, size=16, min_chunk=2))
 def test_fill_holes_of_classes_fills_regions_enclosed_by_one_label(case):
     values, chunks, connectivity = case
-    filled = fill_holes(da.from_array(values, chunks=chunks), connectivity).compute()
+    filled = fill_holes(da.from_array(values, chunks=chunks), connectivity=connectivity).compute()
     np.testing.assert_array_equal(filled, holes_oracle(values, structure(values.ndim, connectivity)))
 
 
@@ -177,11 +177,11 @@ def test_remove_small_and_keep_largest_equal_per_class_references(case, min_size
     small = np.zeros_like(values)
     for value in range(1, 4):
         small[remove_small_objects(values == value, max_size=min_size - 1, connectivity=rank)] = value
-    np.testing.assert_array_equal(remove_small(chunked, min_size, connectivity).compute(), small)
+    np.testing.assert_array_equal(remove_small(chunked, min_size=min_size, connectivity=connectivity).compute(), small)
     sizes = [np.sort(np.bincount(ndi.label(values == v, footprint)[0].ravel())[1:]) for v in range(1, 4)]
     assume(all(len(s) < 2 or s[-1] > s[-2] for s in sizes))  # which of equal largest stays is arbitrary
     largest = KeepLargestConnectedComponent(independent=True, connectivity=rank)(torch.from_numpy(values[None]))[0]
-    np.testing.assert_array_equal(keep_largest_component(chunked, connectivity).compute(), largest.numpy())
+    np.testing.assert_array_equal(keep_largest_component(chunked, connectivity=connectivity).compute(), largest.numpy())
 
 
 def test_keep_largest_breaks_ties_the_same_way_on_any_chunking():
@@ -196,12 +196,12 @@ def test_keep_largest_breaks_ties_the_same_way_on_any_chunking():
 
 def test_post_processing_keeps_the_image():
     image = Image.from_array(np.array([[[1, 1, 0, 1]]]), affine=np.diag([2.0, 3.0, 1.0]), meta={"anchor": "corner"})
-    for result in (keep_largest_component(image), remove_small(image, 2), fill_holes(image)):
+    for result in (keep_largest_component(image), remove_small(image, min_size=2), fill_holes(image)):
         assert isinstance(result, Image)
         np.testing.assert_array_equal(result.affine, image.affine)
     np.testing.assert_array_equal(keep_largest_component(image).data.compute(), [[[1, 1, 0, 0]]])
     with pytest.raises(InputError, match="min_size"):
-        remove_small(image, -1)
+        remove_small(image, min_size=-1)
 
 
 def test_organ_label_volume_matches_scipy():
@@ -209,10 +209,10 @@ def test_organ_label_volume_matches_scipy():
     nibabel = pytest.importorskip("nibabel")
     organs = np.asarray(nibabel.load(data_file("totalsegmentator_ct_mr", "example_seg.nii.gz")).dataobj)
     chunked = da.from_array(organs, chunks=(50, 37, 11))
-    labels, count = label(chunked, 26, by_value=True)
+    labels, count = label(chunked, connectivity=26, by_value=True)
     reference = class_oracle(organs, structure(3, 26))
     assert count == reference.max()
     assert_same_components(labels.compute(), reference)
-    body, body_count = label(chunked > 0, 6)
+    body, body_count = label(chunked > 0, connectivity=6)
     assert body_count == ndi.label(organs > 0)[1]
     assert_same_components(body.compute(), ndi.label(organs > 0)[0])

@@ -75,8 +75,8 @@ def test_predict_labels_and_an_output(cli, files):
     assert (files / "counts.txt").read_text().split()[0].startswith("0:")
 
 
-def test_scores_and_tile_options(cli, files):
-    args = ["predict", str(files / "in.zarr"), str(files / "p.zarr"), "-m", str(files / "model"), "--scores"]
+def test_probabilities_and_tile_options(cli, files):
+    args = ["predict", str(files / "in.zarr"), str(files / "p.zarr"), "-m", str(files / "model"), "--probabilities"]
     result = CliRunner().invoke(
         cli, [*args, "--tile-size", "16", "--overlap", "0.5", "--batch-size", "2", "--counts", str(files / "c.txt")]
     )
@@ -141,15 +141,27 @@ def test_an_output_that_cannot_be_made_is_refused_before_predicting(cli, files, 
     assert sorted(p.name for p in files.iterdir()) == ["in.zarr", "model"]
 
 
-def test_scores_of_a_one_class_model_give_the_same_labels_to_outputs(cli, files):
+def test_probabilities_of_a_one_class_model_give_the_same_labels_to_outputs(cli, files):
     card = ModelCard("core.UNet", 2, ["glacier"], kwargs={"widths": [4, 8]}, tile_size=32)
     torch.manual_seed(1)
     save_model(build_module(card), files / "one", card)
     args = ["predict", str(files / "in.zarr"), "-m", str(files / "one"), "--no-progress"]
-    for name, extra in (("labels", []), ("scores", ["--scores"])):
+    for name, extra in (("labels", []), ("scores", ["--probabilities"])):
         result = CliRunner().invoke(cli, [*args[:2], str(files / f"{name}.zarr"), *args[2:], *extra, "--counts",
                                           str(files / f"{name}.txt")])  # fmt: skip
         assert result.exit_code == 0, result.output
     labels = seamline.open(files / "labels.zarr").data.compute()
     assert labels.any(), "the test needs class 1 predicted somewhere"
     assert (files / "labels.txt").read_text() == (files / "scores.txt").read_text()
+
+
+def test_scores_is_a_deprecated_alias_of_probabilities(cli, files):
+    args = ["predict", str(files / "in.zarr"), "-m", str(files / "model"), "--no-progress"]
+    for name, flag in (("old", "--scores"), ("new", "--probabilities")):
+        result = CliRunner().invoke(cli, [*args[:2], str(files / f"{name}.zarr"), *args[2:], flag])
+        assert result.exit_code == 0, result.output
+    old = CliRunner().invoke(cli, [*args[:2], str(files / "again.zarr"), *args[2:], "--scores"])
+    assert "warning: --scores is deprecated and will be removed; use --probabilities" in old.output
+    np.testing.assert_array_equal(
+        seamline.open(files / "old.zarr").data.compute(), seamline.open(files / "new.zarr").data.compute()
+    )

@@ -127,3 +127,19 @@ def test_predict_refuses_polygons_of_a_volume_before_any_work(tmp_path):
     args = ["predict", str(volume), str(out), "-m", str(BUNDLE), "--polygons", str(path), "--no-progress"]
     one_line_error(CliRunner().invoke(get_cli(), args), path, "polygons need a 2D image")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["volume.nii.gz"]
+
+
+def test_a_shipped_model_by_name_and_bands_mapped_by_position(tmp_path):
+    scene = seamline.open(SCENE)
+    sensor = scene.replace(meta={**scene.meta, "band_names": ["B3", "B2", "B1", "B4"]})
+    seamline.save(sensor, tmp_path / "landsat.tif")
+    args = ["predict", str(tmp_path / "landsat.tif"), "--model", "glaciers-landsat", "--tile-size", "128"]
+    named = CliRunner().invoke(get_cli(), [*args[:2], str(tmp_path / "a.tif"), *args[2:], "--no-progress"])
+    assert named.exit_code == 2
+    assert "model expects 4 bands ['red', 'green', 'blue', 'nir']" in named.output and "B3" in named.output
+    mapped = CliRunner().invoke(
+        get_cli(), [*args[:2], str(tmp_path / "b.tif"), *args[2:], "--bands", "1,2,3,4", "--no-progress"]
+    )
+    assert mapped.exit_code == 0, mapped.output
+    expected = seamline.predict(scene, seamline.load_model(BUNDLE), tile_size=128, output="labels", progress=False)
+    np.testing.assert_array_equal(seamline.open(tmp_path / "b.tif").data.compute(), expected.data.compute())

@@ -240,7 +240,7 @@ def test_reoriented_qform_still_points_at_the_same_voxels(tmp_path):
 
     qform, _ = _scanner_and_aligned(tmp_path / "qs.nii")
     image = open_nifti(tmp_path / "qs.nii")
-    canonical = reorient(image, "RAS")
+    canonical = reorient(image, axcodes="RAS")
     got = nib.load(save_nifti(canonical, tmp_path / "ras.nii"))
     source = nib.load(tmp_path / "qs.nii")
     array, canonical_array = np.asanyarray(source.dataobj), np.asanyarray(got.dataobj)

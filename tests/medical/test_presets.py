@@ -15,19 +15,12 @@ from tests.conftest import data_file
 FOLDER = "totalsegmentator_ct_mr"
 
 
-def test_recipes_are_registered_with_card_fields(fresh_plugins):
+def test_recipes_are_training_configs_at_1_5_mm(fresh_plugins):
     recipes = registry("recipes")
     assert {"ct-organs", "mr-organs", "mr-organs-percentile"} <= set(recipes)
     assert recipes["ct-organs"].config["normalization"] == {"kind": "window", "low": -160.0, "high": 240.0}
-    assert recipes["mr-organs"].config["spatial_dims"] == 3
-    assert set(recipes["ct-lung"].config) <= {
-        "architecture",
-        "normalization",
-        "spatial_dims",
-        "target_spacing",
-        "tile_size",
-        "overlap",
-    }
+    assert recipes["mr-organs"].config["model"]["kwargs"]["spatial_dims"] == 3
+    assert recipes["ct-lung"].config["predict"]["target_spacing"] == [1.5, 1.5, 1.5]
 
 
 def test_ct_window_clips_and_scales():

@@ -59,7 +59,7 @@ def test_statistics_against_scipy():
     intensity = rng.normal(size=labels.shape)
     affine = np.array([[0, -2.0, 0, 10], [1.5, 0, 0, -3], [0, 0, 2.5, 7], [0, 0, 0, 1]])
     label_image = Image.from_array(labels[None], affine, chunks=(1, 5, 4, 3))
-    table = organ_statistics(label_image, Image.from_array(intensity[None], affine), {1: "a", 2: "b"})
+    table = organ_statistics(label_image, Image.from_array(intensity[None], affine), names={1: "a", 2: "b"})
     ids = np.array([1, 2, 3])
     np.testing.assert_array_equal(table["id"], ids)
     assert list(table["name"]) == ["a", "b", "label 3"]
@@ -79,12 +79,12 @@ def test_load_names_flat_nested_and_ambiguous(tmp_path):
     assert load_names(flat) == {1: "liver", 2: "spleen"}
     nested = tmp_path / "nested.json"
     nested.write_text(json.dumps({"_note": "x", "ct": {"1": "liver", "7": "aorta"}, "mr": {"1": "liver"}}))
-    assert load_names(nested, "mr") == {1: "liver"}
+    assert load_names(nested, key="mr") == {1: "liver"}
     assert load_names(nested, ids=[0, 7]) == {1: "liver", 7: "aorta"}
     with pytest.raises(InputError, match="choose one"):
         load_names(nested, ids=[1])
     with pytest.raises(InputError, match="no table 'pet'"):
-        load_names(nested, "pet")
+        load_names(nested, key="pet")
 
 
 def test_statistics_json_and_bad_suffix(tmp_path):

@@ -58,6 +58,7 @@ LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
 SCHEDULES = ("cosine", "onecycle", "constant")
 
 EXAMPLE = """\
+recipe: null                   # start from a recipe (seamline recipes); the rest overrides it
 data:
   image: scene.tif             # raster or volume (any format seamline opens)
   labels: outlines.gpkg        # label raster/volume, or vector polygons (rasterized)
@@ -89,6 +90,7 @@ training:
   patience: 5                  # early stopping on the validation metric
   metric: mean_iou
 predict: {tile_size: 256, overlap: 0.25}
+card: {bands: null}            # band names for the model card (default: the image's)
 out: runs/glacier
 """
 
@@ -181,9 +183,17 @@ class PredictConfig:
 
 
 @dataclasses.dataclass
+class CardConfig:
+    """Model-card fields a run sets beyond those it learns from its data."""
+
+    bands: list | None = None
+
+
+@dataclasses.dataclass
 class TrainConfig:
     """A whole training run; see :data:`EXAMPLE`."""
 
+    recipe: str | None = None
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     classes: list = dataclasses.field(default_factory=lambda: ["background", "foreground"])
     validation: ValidationConfig | None = dataclasses.field(default_factory=ValidationConfig)
@@ -195,6 +205,7 @@ class TrainConfig:
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     training: LoopConfig = dataclasses.field(default_factory=LoopConfig)
     predict: PredictConfig = dataclasses.field(default_factory=PredictConfig)
+    card: CardConfig = dataclasses.field(default_factory=CardConfig)
     out: str = "seamline-run"
 
     def to_dict(self) -> dict[str, Any]:
@@ -319,18 +330,38 @@ def _from_here(key: str, value: Any) -> Any:
     return value
 
 
-def load_config(config: str | os.PathLike | Mapping[str, Any] | TrainConfig, **overrides: Any) -> TrainConfig:
+def _with_recipe(data: dict[str, Any], chosen: str | None, source: str) -> dict[str, Any]:
+    """The config laid over its recipe's: sections merge key by key, the config's values win."""
+    name = chosen if chosen is not None else data.get("recipe")
+    if name is None:
+        return data
+    recipes = registry("recipes")
+    if name not in recipes:
+        raise InputError(f"recipe: unknown {name!r}; one of {', '.join(recipes) or 'none registered'}", source)
+    merged: dict[str, Any] = {key: dict(value) if isinstance(value, Mapping) else value
+                              for key, value in recipes[name].config.items()}  # fmt: skip
+    for key, value in data.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    merged["recipe"] = name
+    return merged
+
+
+def load_config(config: str | os.PathLike | Mapping[str, Any] | TrainConfig | None, **overrides: Any) -> TrainConfig:
     """Read and check a training config.
 
     Parameters
     ----------
-    config : path, mapping or TrainConfig
-        A YAML file, or its content already parsed.
+    config : path, mapping, TrainConfig or None
+        A YAML file, or its content already parsed; None for a run set by a recipe and
+        overrides alone.
     **overrides
         Values that replace the config's: a section (``training={"epochs": 2}``, merged)
         or a key of one section by its own name (``epochs=2``, ``out="run"``). Paths
         among them (``out``, ``data={"image": ...}``) are relative to the current
-        directory, not to the config file.
+        directory, not to the config file. ``recipe="NAME"`` starts from that recipe.
 
     Returns
     -------
@@ -342,10 +373,12 @@ def load_config(config: str | os.PathLike | Mapping[str, Any] | TrainConfig, **o
     ------
     InputError
         For an unreadable file, an unknown key, a wrong type, an unknown name (loss,
-        schedule, normalization, architecture, metric) or a missing data file; the
-        message names the config file and the key.
+        schedule, normalization, architecture, metric, recipe) or a missing data file;
+        the message names the config file and the key.
     """
-    if isinstance(config, TrainConfig):
+    if config is None:
+        data, source, base = {}, "<options>", Path.cwd()
+    elif isinstance(config, TrainConfig):
         data, source, base = config.to_dict(), "<config>", Path.cwd()
     elif isinstance(config, Mapping):
         data, source, base = dict(config), "<config>", Path.cwd()
@@ -357,6 +390,8 @@ def load_config(config: str | os.PathLike | Mapping[str, Any] | TrainConfig, **o
             raise InputError(f"cannot read the config: {str(exc).splitlines()[0]}", source) from exc
         if not isinstance(data, Mapping):
             raise InputError("the config must be a mapping of sections", source)
+    data = _with_recipe(data, overrides.get("recipe"), source)
+    overrides = {k: v for k, v in overrides.items() if k != "recipe"}
     sections = typing.get_type_hints(TrainConfig)
     # An empty section (``training:`` with nothing under it) is YAML's None: its defaults.
     data = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}

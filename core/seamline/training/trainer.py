@@ -132,6 +132,13 @@ def _open_labels(path: str, image: Image, cfg: TrainConfig) -> Image:
 def _open_pair(image_path: str, labels_path: str, cfg: TrainConfig) -> tuple[Image, Image]:
     options = {"bands": cfg.data.bands} if cfg.data.bands else {}
     image = seamline_io.open(image_path, **options)
+    if cfg.card.bands:
+        if len(cfg.card.bands) != image.channels:
+            raise InputError(
+                f"card.bands names {len(cfg.card.bands)} bands {cfg.card.bands}, the image has {image.channels}",
+                image_path,
+            )
+        image = image.replace(meta={**image.meta, "band_names": list(cfg.card.bands)})
     labels = _open_labels(labels_path, image, cfg)
     label_map = {int(k): int(v) for k, v in (cfg.data.label_map or {}).items()}
     labels = read_labels(labels, label_map=label_map, ignore_index=cfg.data.ignore_index)
@@ -293,20 +300,26 @@ def _epoch(
 
 
 def train(
-    config: str | os.PathLike | dict | TrainConfig, *, resume: bool = False, overwrite: bool = False, **overrides: Any
+    config: str | os.PathLike | dict | TrainConfig | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    **overrides: Any,
 ) -> TrainResult:
     """Train a model from a config and save it as a bundle.
 
     Parameters
     ----------
-    config : path, dict or TrainConfig
-        A YAML config file (see :data:`seamline.training.config.EXAMPLE`) or its content.
+    config : path, dict, TrainConfig or None
+        A YAML config file (see :data:`seamline.training.config.EXAMPLE`) or its content;
+        None when a recipe and the overrides say everything.
     resume : bool
         Continue from ``out/checkpoint``, which must exist.
     overwrite : bool
         Start afresh even when ``out`` holds an earlier run.
     **overrides
-        Config values to replace (``epochs=2``, ``out="run"``, ``training={...}``).
+        Config values to replace (``epochs=2``, ``out="run"``, ``training={...}``);
+        ``recipe="glaciers-landsat"`` starts from a recipe.
 
     Returns
     -------
@@ -384,6 +397,7 @@ def train(
                 "metric": loop.metric,
                 "best_metric": value,
                 "images": [os.path.basename(cfg.data.image)],
+                **({"recipe": cfg.recipe} if cfg.recipe else {}),
                 "loss": cfg.loss if isinstance(cfg.loss, str) else dict(cfg.loss),
             }
             save_model(module, out / "model", card, overwrite=True)
