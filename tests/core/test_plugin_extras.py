@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import sys
 import textwrap
@@ -70,14 +71,14 @@ def test_listed_as_not_installed_with_the_command_that_installs_it(sky, capsys):
     assert infos["sky"].missing == ("not-a-real-library-for-seamline-tests",)
     assert infos["sky"].install == "pip install 'skyplugin[sky]'"
     assert not infos["sky"].builtin and infos["sky"].version == "1.2.0"
-    assert infos["geo"].installed and infos["geo"].builtin
+    assert infos["core"].installed and infos["core"].builtin and infos["geo"].builtin
     with pytest.raises(SystemExit):
         main(["plugins"])
     assert "sky 1.2.0: not installed (pip install 'skyplugin[sky]')" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["plugins", "--json"])
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
-    assert rows["sky"]["install"] == "pip install 'skyplugin[sky]'" and rows["geo"]["install"] is None
+    assert rows["sky"]["install"] == "pip install 'skyplugin[sky]'" and rows["core"]["install"] is None
 
 
 def test_opening_its_format_names_the_extra(sky):
@@ -103,3 +104,17 @@ def test_an_unrelated_import_error_is_not_blamed_on_a_plugin(sky):
         import not_a_real_library_for_seamline_tests  # noqa: F401
     except ImportError as exc:
         assert seamline.plugins.not_installed(exc) is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rasterio") is not None, reason="the geo plugin's libraries are installed")
+def test_with_the_core_alone_the_domain_plugins_say_how_to_add_them(fresh_plugins, capsys):
+    with pytest.raises(SystemExit):
+        main(["plugins"])
+    out = capsys.readouterr().out
+    assert "geo 0.1.0 (built-in): not installed (pip install 'seamline[geo]')" in out.replace(
+        seamline.__version__, "0.1.0"
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("error: the geo plugin is not installed (pip install 'seamline[geo]')")
