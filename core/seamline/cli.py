@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Any
 
 import click
 
@@ -64,7 +65,7 @@ def cli(debug: bool) -> None:
 def plugins_command(show_all: bool, as_json: bool) -> None:
     """List plugins, their versions and the hooks they implement."""
     infos = list_plugins()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"name": i.name, "version": i.version, "hooks": list(i.hooks), "builtin": i.builtin, "install": i.install}
         for i in infos
     ]

@@ -38,4 +38,5 @@ def class_color(label: int) -> tuple[int, int, int]:
     """
     if label == 0:
         return (0, 0, 0)
-    return tuple(int(c) for c in _PALETTE[(int(label) - 1) % len(_PALETTE)])
+    r, g, b = (int(c) for c in _PALETTE[(int(label) - 1) % len(_PALETTE)])
+    return (r, g, b)

@@ -83,11 +83,11 @@ def _affine_from_coords(coords: Sequence[np.ndarray], raster: bool) -> np.ndarra
         affine[axis, axis] = values[1] - values[0]
         affine[axis, n] = values[0]
     if raster:
-        affine = affine[[1, 0, 2]] @ window_affine(np.eye(3), [-0.5, -0.5], [1, 1])
+        affine = affine[[1, 0, 2]] @ window_affine(np.eye(3), [-0.5, -0.5], [1, 1])  # type: ignore[list-item]
     return affine
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, init=False)
 class Image:
     """A lazy array of shape ``(C, *spatial)`` with its affine, CRS and metadata.
 
@@ -110,23 +110,24 @@ class Image:
     """
 
     data: da.Array
-    affine: np.ndarray | None = None
-    crs: Any = None
-    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    affine: np.ndarray
+    crs: Any
+    meta: dict[str, Any]
 
-    def __post_init__(self) -> None:
-        data = self.data if isinstance(self.data, da.Array) else da.asarray(self.data)
+    def __init__(self, data: Any, affine: Any = None, crs: Any = None, meta: Mapping[str, Any] | None = None) -> None:
+        data = data if isinstance(data, da.Array) else da.asarray(data)
         if data.ndim not in (3, 4):
             raise InputError(f"an Image needs shape (C, *spatial) with 2 or 3 spatial axes, got shape {data.shape}")
         if 0 in data.shape:
             raise InputError(f"an Image cannot have a zero-sized axis, got shape {data.shape}")
         n = data.ndim - 1
-        affine = np.eye(n + 1) if self.affine is None else np.array(self.affine, dtype=float)
-        if affine.shape != (n + 1, n + 1):
-            raise InputError(f"affine must be {n + 1}x{n + 1} for {n} spatial axes, got {affine.shape}")
+        matrix = np.eye(n + 1) if affine is None else np.array(affine, dtype=float)
+        if matrix.shape != (n + 1, n + 1):
+            raise InputError(f"affine must be {n + 1}x{n + 1} for {n} spatial axes, got {matrix.shape}")
         object.__setattr__(self, "data", data)
-        object.__setattr__(self, "affine", affine)
-        object.__setattr__(self, "meta", dict(self.meta))
+        object.__setattr__(self, "affine", matrix)
+        object.__setattr__(self, "crs", crs)
+        object.__setattr__(self, "meta", dict(meta or {}))
 
     @classmethod
     def from_array(
@@ -272,7 +273,7 @@ class Image:
             raise InputError(f"too many indices for an Image of shape {self.shape}")
         channel, *spatial = key
         if isinstance(channel, numbers.Integral):
-            if not -self.channels <= channel < self.channels:
+            if not -self.channels <= int(channel) < self.channels:
                 raise InputError(f"channel {channel} is out of range for an Image with {self.channels} channels")
             channel = slice(int(channel), int(channel) + 1 if channel != -1 else None)
         starts, steps, norm = [], [], []

@@ -116,7 +116,7 @@ def percentile_bounds(image: Image, low: float, high: float) -> np.ndarray:
     return result
 
 
-def fit_normalization(image: Image, spec: Mapping[str, Any]) -> dict[str, Any]:
+def fit_normalization(image: Image, spec: Mapping[str, Any] | None) -> dict[str, Any]:
     """Return *spec* with the statistics it needs computed from *image*.
 
     ``zscore`` without ``mean``/``std`` gets them (per band, valid pixels only). Other

@@ -365,7 +365,7 @@ def _collect(hook_name: str) -> dict[str, tuple[Any, str]]:
     for owner, function in _implementations(hook_name):
 
         def register(record: Any, *, _owner: str = owner) -> None:
-            if not isinstance(record, record_type):
+            if not isinstance(record, record_type) or not isinstance(record.name, str):
                 raise PluginError(
                     f"plugin {_owner!r} registered {type(record).__name__} from {hook_name}, "
                     f"expected {record_type.__name__}"

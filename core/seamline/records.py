@@ -263,7 +263,7 @@ def _named_if_not_installed() -> Iterator[None]:
         raise error from exc
 
 
-RECORD_TYPES: dict[str, type] = {
+RECORD_TYPES: dict[str, type[Any]] = {
     "seamline_readers": Reader,
     "seamline_writers": Writer,
     "seamline_models": Architecture,

@@ -120,7 +120,7 @@ def from_windows(
         Shaped ``(bands, sum(chunks[0]), sum(chunks[1]))``.
     """
     row_starts, col_starts = (np.cumsum((0, *sizes[:-1])) for sizes in chunks)
-    graph = {
+    graph: dict[Any, Any] = {
         (name, 0, i, j): task((int(row), int(col), int(height), int(width)))
         for i, (row, height) in enumerate(zip(row_starts, chunks[0], strict=True))
         for j, (col, width) in enumerate(zip(col_starts, chunks[1], strict=True))

@@ -66,7 +66,7 @@ def build(
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelError(f"cannot build smp.{architecture} with encoder {encoder_name!r}: {exc}") from exc
-    if local:
+    if local and encoder_weights is not None:
         from safetensors.torch import load_file
 
         model.encoder.load_state_dict(load_file(os.fspath(encoder_weights)))

@@ -46,7 +46,7 @@ def _read(path: str, crs: Any, target_crs: Any) -> gpd.GeoDataFrame:
         frame = frame.set_crs(to_pyproj(crs), allow_override=True)
     if target_crs is None or frame.crs is None:
         return frame
-    if not to_pyproj(frame.crs).equals(target_crs):
+    if to_pyproj(frame.crs) != target_crs:
         logger.info("%s: reprojecting labels from %s to %s", path, frame.crs.name, target_crs.name)
         frame = frame.to_crs(target_crs)
     return frame
@@ -161,8 +161,8 @@ def open_vector_labels(
             f"no label polygon overlaps the raster (bounds {footprint.bounds}); wrong CRS in the file? pass crs=",
             path,
         )
-    dtype = np.min_scalar_type(max(int(values.max(initial=0)), 1)) if values.min(initial=0) >= 0 else np.int32
-    dtype = np.dtype(dtype if np.dtype(dtype).itemsize <= 4 else np.int64).name
+    smallest = np.min_scalar_type(max(int(values.max(initial=0)), 1)) if values.min(initial=0) >= 0 else np.int32
+    dtype = np.dtype(smallest if np.dtype(smallest).itemsize <= 4 else np.int64).name
     spatial = like.data.chunks[1:] if chunks is None else da.core.normalize_chunks(chunks, (height, width))
     geometries = frame.geometry.values
     crs_wkt = None if target_crs is None else target_crs.to_wkt()

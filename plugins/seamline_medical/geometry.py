@@ -95,8 +95,7 @@ def spacing_grid(image: Image, spacing: Sequence[float]) -> tuple[tuple[int, ...
     affine : numpy.ndarray
         The same axis directions and physical box; voxel centres inset by half a voxel.
     """
-    spacing = np.asarray(spacing, dtype=float)
-    zoom = spacing / np.asarray(image.spacing)
+    zoom = np.asarray(spacing, dtype=float) / np.asarray(image.spacing)
     shape = tuple(int(max(1, round(n / z))) for n, z in zip(image.spatial_shape, zoom, strict=True))
     n = image.ndim
     step = np.eye(n + 1)
@@ -119,10 +118,10 @@ def _resample_block(pieces: list, matrix: np.ndarray, offset: np.ndarray, shape:
 
 def _region(source: da.Array, low: np.ndarray, high: np.ndarray) -> list:
     """Tasks for the pieces of *source*'s chunks that make up voxels ``low:high``, nested like the chunks."""
-    pieces = chunks_overlapping(source.chunks[1:], low, high)
+    pieces = chunks_overlapping(source.chunks[1:], low.tolist(), high.tolist())
     nested = np.empty(len(pieces), dtype=object)
     for at, (index, start, size) in enumerate(pieces):
-        inside, _ = intersection(start, size, low, high - low)
+        inside, _ = intersection(start, size, low.tolist(), (high - low).tolist())
         nested[at] = (operator.getitem, (source.name, 0, *index), (slice(None), *inside))
     counts = tuple(last - first + 1 for first, last in zip(pieces[0][0], pieces[-1][0], strict=True))
     return [nested.reshape(counts).tolist()]
@@ -166,7 +165,7 @@ def resample(image: Image, shape: Sequence[int], affine: np.ndarray, *, order: i
     bounds = [np.cumsum((0, *c)) for c in chunks]
     extent = np.asarray(image.spatial_shape)
     name = "resample-" + tokenize(source, matrix, shift, shape, order)
-    tasks = {}
+    tasks: dict[Any, Any] = {}
     for index in np.ndindex(*(len(c) for c in chunks)):
         start = np.array([bounds[a][i] for a, i in enumerate(index)])
         size = tuple(int(chunks[a][i]) for a, i in enumerate(index))

@@ -95,7 +95,7 @@ def read_label_table(header: Any) -> tuple[dict[int, str], dict[int, tuple[int, 
         if isinstance(table, dict) and LABEL_TABLE_KEY in table:
             entries = table[LABEL_TABLE_KEY].items()
             names = {int(k): str(v["name"]) for k, v in entries}
-            colors = {int(k): tuple(int(c) for c in v["color"][:3]) for k, v in entries if v.get("color")}
+            colors = {int(k): _rgb(v["color"]) for k, v in entries if v.get("color")}
             return names, colors
     return None
 
@@ -163,3 +163,8 @@ def mark_as_labels(header: Any) -> None:
     header.set_intent("label")
     header["cal_min"], header["cal_max"] = 0, 0
     header["descrip"], header["aux_file"] = b"", b""
+
+
+def _rgb(color: Any) -> tuple[int, int, int]:
+    r, g, b = (int(c) for c in color[:3])
+    return (r, g, b)

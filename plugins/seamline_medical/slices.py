@@ -65,4 +65,5 @@ def slice_tile_size(tile_size: int | Sequence[int], axis: int = SLICE_AXIS) -> t
     if len(plane) != 2:
         raise ValueError(f"a 2D tile size has two values, got {tile_size}")
     plane.insert(axis, 1)
-    return tuple(plane)
+    first, second, third = plane
+    return (first, second, third)

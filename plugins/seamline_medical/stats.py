@@ -246,8 +246,8 @@ def organ_statistics(
             "volume_ml": table["voxels"].to_numpy() * voxel_ml,
         }
     )
-    for axis in "xyz"[:n]:
-        out[f"centroid_{axis}_mm"] = table[f"centroid_{axis}"].to_numpy()
+    for name in "xyz"[:n]:
+        out[f"centroid_{name}_mm"] = table[f"centroid_{name}"].to_numpy()
     for axis in range(n):
         out[f"bbox_start_{axis}"] = table[f"bbox_start_{axis}"].to_numpy()
         out[f"bbox_stop_{axis}"] = table[f"bbox_stop_{axis}"].to_numpy()

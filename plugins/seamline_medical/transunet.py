@@ -135,7 +135,7 @@ class TransUNet(nn.Module):
         if len(resnet_layers) != 3 or len(resnet_channels) != 3 or len(decoder_channels) != 4:
             raise ValueError("TransUNet needs 3 ResNet stages and 4 decoder blocks")
         self.cnn = ResNetV2(
-            layers=tuple(resnet_layers),
+            layers=list(resnet_layers),
             channels=tuple(resnet_channels),
             num_classes=0,
             in_chans=in_channels,
@@ -164,7 +164,7 @@ class TransUNet(nn.Module):
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The 1/16 feature map and the skips at 1/8, 1/4 and 1/2."""
-        stem = self.cnn.stem
+        stem: Any = self.cnn.stem
         half = stem.norm(stem.conv(x))
         quarter = self.cnn.stages[0](stem.pool(half))
         eighth = self.cnn.stages[1](quarter)

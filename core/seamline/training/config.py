@@ -221,11 +221,11 @@ def _check_value(value: Any, hint: Any, key: str, source: str) -> Any:
     if value is None and type(None) in options:
         return None
     for option in options:
-        if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
+        if isinstance(option, type) and dataclasses.is_dataclass(option) and isinstance(value, Mapping):
             return _build(option, value, key, source)
         accepted = _SCALARS.get(option, ())
         if isinstance(value, accepted) and not (isinstance(value, bool) and option in (int, float)):
-            return float(value) if option is float else value
+            return float(value) if option is float and isinstance(value, int | float) else value
     names = " or ".join("a mapping" if dataclasses.is_dataclass(o) else getattr(o, "__name__", str(o)) for o in options)
     raise InputError(f"{key}: expected {names}, got {type(value).__name__} {value!r}", source)
 

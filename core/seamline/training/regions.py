@@ -23,7 +23,7 @@ AXIS_NAMES = {2: {"y": 0, "rows": 0, "x": 1, "columns": 1}, 3: {"x": 0, "y": 1, 
 
 
 def split_region(
-    shape: Sequence[int], axis: int | str, *, fraction: float = 0.5, side: str = "high"
+    shape: Sequence[int], axis: int | str | None, *, fraction: float = 0.5, side: str = "high"
 ) -> tuple[Region, Region]:
     """Split a grid in two along one axis: (training region, validation region).
 
@@ -32,7 +32,7 @@ def split_region(
     shape : sequence of int
         Spatial shape.
     axis : int or str
-        A spatial axis index, or a name: for 2D ``"x"`` (columns) or ``"y"`` (rows); for
+        A spatial axis index (None is refused), or a name: for 2D ``"x"`` (columns) or ``"y"`` (rows); for
         3D ``"x"``, ``"y"``, ``"z"`` (the first, second, third voxel axis).
     fraction : float
         The validation share of that axis, in (0, 1).

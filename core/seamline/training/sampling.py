@@ -25,6 +25,7 @@ pixels next to training ones (:mod:`.regions`; :func:`split_region` and
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(init=False)
 class TrainingPair:
     """An image, its labels and the region patches are drawn from.
 
@@ -68,17 +69,23 @@ class TrainingPair:
 
     image: Image
     labels: Image
-    valid: da.Array | None = None
-    region: Region | None = None
-    exclude: list[Region] = dataclasses.field(default_factory=list)
+    valid: da.Array | None
+    region: Region
+    exclude: list[Region]
 
-    def __post_init__(self) -> None:
-        if self.image.spatial_shape != self.labels.spatial_shape:
-            raise InputError(
-                f"image and labels grids differ: {self.image.spatial_shape} vs {self.labels.spatial_shape}"
-            )
-        if self.region is None:
-            self.region = tuple(slice(0, n) for n in self.image.spatial_shape)
+    def __init__(
+        self,
+        image: Image,
+        labels: Image,
+        valid: da.Array | None = None,
+        region: Region | None = None,
+        exclude: Sequence[Region] = (),
+    ) -> None:
+        if image.spatial_shape != labels.spatial_shape:
+            raise InputError(f"image and labels grids differ: {image.spatial_shape} vs {labels.spatial_shape}")
+        self.image, self.labels, self.valid = image, labels, valid
+        self.region = tuple(slice(0, n) for n in image.spatial_shape) if region is None else region
+        self.exclude = list(exclude)
 
 
 def _compute(*arrays: da.Array) -> list[np.ndarray]:
@@ -179,7 +186,7 @@ class PatchSampler:
             [BlockCache(a, budget) for a in (p.image.data, p.labels.data[0], p.valid) if a is not None]
             for p in self.pairs
         ]
-        volumes = np.array([np.prod([s.stop - s.start for s in p.region]) for p in self.pairs], dtype=float)
+        volumes = np.array([math.prod(s.stop - s.start for s in p.region) for p in self.pairs], dtype=np.float64)
         self.weights = volumes / volumes.sum()
         self.index = [self._coarse_index(pair) for pair in self.pairs]
 
@@ -319,4 +326,4 @@ def read_labels(labels: Image, *, label_map: dict[int, int] | None, ignore_index
         position = np.searchsorted(sources, block).clip(max=len(sources) - 1)
         return np.where(sources[position] == block, targets[position], 0)
 
-    return labels.replace(data=labels.data.map_blocks(remap, dtype=np.int64))
+    return labels.replace(data=da.map_blocks(remap, labels.data, dtype=np.int64))

@@ -284,9 +284,9 @@ def _epoch(
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         for _ in range(loop.accumulate):
-            images, labels = sampler.batch(rng, loop.batch_size)
+            patches, truth = sampler.batch(rng, loop.batch_size)
             images, labels = augment(
-                torch.from_numpy(images), torch.from_numpy(labels), generator, **dataclasses.asdict(cfg.augment)
+                torch.from_numpy(patches), torch.from_numpy(truth), generator, **dataclasses.asdict(cfg.augment)
             )
             with autocast(device, loop.amp):
                 logits = module(images.to(device))
