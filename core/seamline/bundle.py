@@ -372,7 +372,7 @@ class Bundle:
             If the image does not fit the model (see :meth:`prepare`).
         """
         from .inference import predict
-        from .scores import labels_of
+        from .logits import labels_of
 
         if not isinstance(image, Image):
             image = Image.from_array(image)
