@@ -139,10 +139,9 @@ def load(
     in_channels = in_channels if in_channels is not None else found.get("in_channels")
     classes = classes if classes is not None else found.get("classes")
     kwargs = {**found.get("kwargs", {}), **kwargs}
-    lacking = [
-        n for n, v in (("architecture", architecture), ("in_channels", in_channels), ("classes", classes)) if v is None
-    ]
-    if lacking:
+    if architecture is None or in_channels is None or classes is None:
+        given = (("architecture", architecture), ("in_channels", in_channels), ("classes", classes))
+        lacking = [name for name, value in given if value is None]
         raise ModelError(
             f"a checkpoint holds weights, not the network: give {', '.join(lacking)} "
             "(--architecture NAME, --model-option in_channels=N, --model-option classes=N)",
@@ -151,11 +150,11 @@ def load(
     models = registry("models")
     if architecture not in models:
         raise ModelError(f"unknown architecture {architecture!r}; known: {', '.join(models) or 'none'}", path)
-    names, channels = _classes(classes, path)  # type: ignore[arg-type]
+    names, channels = _classes(classes, path)
     spatial_dims = _spatial_dims(models[architecture], kwargs)
     card = ModelCard(
-        architecture=architecture,  # type: ignore[arg-type]
-        in_channels=int(in_channels),  # type: ignore[arg-type]
+        architecture=architecture,
+        in_channels=int(in_channels),
         classes=names,
         kwargs={**kwargs, **channels},
         spatial_dims=spatial_dims,
@@ -166,6 +165,6 @@ def load(
         module = build_module(card)
     except ModelError as exc:
         raise ModelError(exc.message, path) from exc
-    fit_weights(module, checkpoint, source=path, architecture=architecture)  # type: ignore[arg-type]
+    fit_weights(module, checkpoint, source=path, architecture=architecture)
     missing = ["bands", "normalization"] + ([] if isinstance(classes, Sequence) else ["classes"])
     return Bundle(module, card, missing=missing)

@@ -32,7 +32,7 @@ def import_model(
     tile_size: int | Sequence[int] | None = None,
     overlap: float | None = None,
     overwrite: bool = False,
-    **options: Any,
+    options: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the model at *source* as a seamline bundle at *target*.
 
@@ -52,9 +52,10 @@ def import_model(
         Prediction defaults to record instead of the source's.
     overwrite : bool
         Replace an existing bundle at *target*.
-    **options
-        Options of the source's format (``architecture``, ``in_channels``, ``classes``
-        as a count, ``encoder_name``, ...).
+    options : mapping, optional
+        Options for :func:`seamline.load_model`: the source format's (``architecture``,
+        ``in_channels``, ``encoder_name``, ...; ``classes`` as a count, 1 for a single
+        sigmoid channel whose two classes *classes* names).
 
     Returns
     -------
@@ -72,10 +73,10 @@ def import_model(
     from .bundle import load_model, save_model
     from .foreign import fill_card
 
-    fields = {"bands": bands, "classes": classes, "normalization": normalization}
+    fields: dict[str, Any] = {"bands": bands, "classes": classes, "normalization": normalization}
     fields.update(tile_size=tile_size, overlap=overlap)
     given = {name: value for name, value in fields.items() if value is not None}
-    bundle = load_model(source, **{**given, **options})
+    bundle = load_model(source, **{**given, **(options or {})})
     fill_card(bundle, **given)
     if bundle.missing:
         flags = ", ".join(f"--{name}" for name in bundle.missing)
@@ -130,6 +131,6 @@ def command(
         tile_size=tile_size,
         overlap=overlap,
         overwrite=overwrite,
-        **parse_model_options(model_options, architecture=architecture),
+        options=parse_model_options(model_options, architecture=architecture),
     )
     click.echo(f"wrote {written}")

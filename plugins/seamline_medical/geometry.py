@@ -127,21 +127,22 @@ def first_voxel_grid(image: Image, spacing: Sequence[float]) -> tuple[tuple[int,
     affine : numpy.ndarray
     """
     n = image.ndim
-    linear = image.affine[:n, :n]
+    source = np.asarray(image.affine, dtype=float)
+    linear = source[:n, :n]
     upper = np.linalg.cholesky(linear.T @ linear).T
     affine = np.eye(n + 1)
     affine[:n, :n] = linear @ np.linalg.inv(upper) @ np.diag(np.sign(np.diag(upper)) * np.asarray(spacing, float))
     corners = np.array(list(itertools.product(*((0.0, s - 1.0) for s in image.spatial_shape)))).T
     corners = np.vstack([corners, np.ones(corners.shape[1])])
-    mapped = np.linalg.solve(affine, image.affine) @ corners
+    mapped = np.linalg.solve(affine, source) @ corners
     shape = np.round(np.ptp(mapped[:n], axis=1) + 1.0).astype(int)
-    world = image.affine @ corners
+    world = source @ corners
     lowest = [i for i in range(corners.shape[1]) if np.allclose(np.min(mapped[:n] - mapped[:n, i : i + 1], 1), 0.0)]
     if lowest:
         affine[:n, n] = world[:n, lowest[0]]
     else:  # no corner is first along every axis: centre the grid on the image, as MONAI does
         in_shape = np.asarray(image.spatial_shape, float)
-        centre = image.affine[:n, :n] @ (in_shape / 2.0) + image.affine[:n, n]
+        centre = source[:n, :n] @ (in_shape / 2.0) + source[:n, n]
         affine[:n, n] = centre - affine[:n, :n] @ (shape / 2.0)
     return tuple(int(max(1, s)) for s in shape), affine
 

@@ -151,6 +151,7 @@ def _preprocessing(reader: _Reader, channels: int, spatial_dims: int) -> dict[st
     if steps and image_key not in reader.keys(steps[0][2], steps[0][1]):
         image_key = (reader.keys(steps[0][2], steps[0][1]) or ["image"])[0]
     resampled = normalized = False
+    defaults: dict[str, Any]
     for name, where, raw in steps:
         keys = reader.keys(raw, where)
         if image_key not in keys:
