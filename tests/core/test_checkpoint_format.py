@@ -57,7 +57,7 @@ def test_checkpoint_predicts_as_the_network_it_was_saved_from(checkpoint, net, i
 def test_a_checkpoint_without_its_architecture_says_what_to_give(checkpoint):
     with pytest.raises(ModelError, match=r"run\.ckpt: a checkpoint holds weights, not the network: give architecture"):
         seamline.load_model(checkpoint)
-    with pytest.raises(ModelError, match="unknown architecture 'no.Such'"):
+    with pytest.raises(ModelError, match=r"unknown architecture 'no\.Such'"):
         seamline.load_model(checkpoint, **{**OPTIONS, "architecture": "no.Such"})
     with pytest.raises(ModelError, match=r"weights under 'state_dict\.model\.' do not fit core\.UNet: mis-shaped"):
         seamline.load_model(checkpoint, **{**OPTIONS, "classes": 4})

@@ -89,7 +89,7 @@ def test_a_torchscript_archive_naming_code_is_refused_and_nothing_runs(tmp_path)
                 payload = pickle.dumps(Trap(marker), protocol=2)
             forged.writestr(item, payload)
     assert is_torchscript(tmp_path / "bad.ts")
-    with pytest.raises(ModelError, match="without running code: it holds io.open"):
+    with pytest.raises(ModelError, match=r"without running code: it holds io\.open"):
         read_checkpoint(tmp_path / "bad.ts")
     assert not marker.exists()
 
@@ -165,5 +165,5 @@ def test_mismatches_name_the_first_of_each_kind():
     assert message.startswith("w.pt: weights do not fit core.UNet: ")
     assert f"missing {first}" in message and "unexpected extra.weight" in message
     assert "mis-shaped head.weight ([5, 4, 1, 1] in the file, [3, 4, 1, 1] in the network)" in message
-    with pytest.raises(ModelError, match="no tensor in the file is named like core.UNet's"):
+    with pytest.raises(ModelError, match=r"no tensor in the file is named like core\.UNet's"):
         fit_weights(small_net(), {"x": torch.zeros(1)}, source="w.pt", architecture="core.UNet")
