@@ -68,7 +68,7 @@ class _Reader:
         for key, value in raw.items():
             if key in defaults:
                 found[key] = self.config.resolve(value, f"{where}::{key}")
-            elif key not in _HARMLESS and name not in ("SaveImaged",):
+            elif key not in _HARMLESS:
                 raise self.refuse(f"{where}: {name} argument {key!r} is not one seamline follows")
         return found
 
@@ -143,6 +143,18 @@ def _scale_intensity(a: Mapping[str, Any], channels: int, refuse: Callable[[str]
     return {"kind": "percentile", "low": 0.0, "high": 100.0, "to": [float(minv), float(maxv)]}
 
 
+def _no_op(reader: _Reader, name: str, raw: Mapping[str, Any], where: str) -> None:
+    """Check that a loading or typing transform changes nothing seamline computes."""
+    if name == "SaveImaged":
+        return
+    a = reader.arguments(name, raw, where, {"channel_dim": None, "reader": None})
+    if a["channel_dim"] not in (None, "no_channel") or not isinstance(a["reader"], (str, type(None))):
+        raise reader.refuse(f"{where}: {name} with channel_dim or a configured reader is not supported")
+    dtype = str(raw.get("dtype", "float32"))  # read as text: "$torch.float16" is a float type too
+    if name == "CastToTyped" and "float" not in dtype:
+        raise reader.refuse(f"{where}: CastToTyped to {dtype} changes the image; not supported")
+
+
 def _preprocessing(reader: _Reader, channels: int, spatial_dims: int) -> dict[str, Any]:
     """Card fields from the ``preprocessing`` transforms."""
     card: dict[str, Any] = {"orientation": None, "normalization": {"kind": "none"}}
@@ -157,12 +169,7 @@ def _preprocessing(reader: _Reader, channels: int, spatial_dims: int) -> dict[st
         if image_key not in keys:
             continue
         if name in _NO_OPS:
-            dtype = str(reader.config.resolve(raw.get("dtype", "float32"), f"{where}::dtype"))
-            if name == "CastToTyped" and "float" not in dtype:
-                raise reader.refuse(f"{where}: CastToTyped to {dtype} changes the image; not supported")
-            channel = reader.config.resolve(raw.get("channel_dim"), f"{where}::channel_dim")
-            if channel not in (None, "no_channel"):
-                raise reader.refuse(f"{where}: {name} with channel_dim={channel!r} is not supported")
+            _no_op(reader, name, raw, where)
             continue
         if name in ("Orientationd", "Spacingd") and spatial_dims != 3:
             raise reader.refuse(f"{where}: {name} in a {spatial_dims}D bundle; seamline regrids volumes only")

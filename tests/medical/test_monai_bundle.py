@@ -195,7 +195,7 @@ def test_same_answer_as_monai_bundle(fitted_bundle, name, tmp_path):
 
 @pytest.mark.slow
 def test_torchscript_weights_lps_orientation_nonzero_zscore_nearest_invert(tmp_path):
-    path = data_file(FOLDER, "example_mr_sm.nii.gz")
+    path = data_file(FOLDER, "example_ct_sm.nii.gz")  # RAS, so LPS flips two axes
     torch.manual_seed(0)
     unet = {"_target_": "monai.networks.nets.UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2,
             "channels": [4, 8], "strides": [2]}  # fmt: skip
@@ -203,6 +203,7 @@ def test_torchscript_weights_lps_orientation_nonzero_zscore_nearest_invert(tmp_p
     steps = [
         transform("LoadImaged", image_only=True),
         transform("EnsureChannelFirstd"),
+        transform("CastToTyped", dtype="$torch.float32"),
         transform("Orientationd", axcodes="LPS"),
         transform("NormalizeIntensityd", nonzero=True, channel_wise=True),
     ]
@@ -339,16 +340,18 @@ def test_a_bundle_without_weights(tiny):
 
 
 rotations = st.tuples(*[st.floats(-40, 40)] * 3)
+flips = st.tuples(*[st.sampled_from([-1.0, 1.0])] * 3)
 spacings = st.tuples(*[st.floats(0.6, 3.5)] * 3)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(angles=rotations, spacing=spacings, target=spacings, shape=st.tuples(*[st.integers(4, 13)] * 3))
-def test_first_voxel_grid_is_monai_spacing(angles, spacing, target, shape):
+@given(angles=rotations, flip=flips, spacing=spacings, target=spacings, shape=st.tuples(*[st.integers(4, 13)] * 3))
+def test_first_voxel_grid_is_monai_spacing(angles, flip, spacing, target, shape):
     from scipy.spatial.transform import Rotation
 
     affine = np.eye(4)
-    affine[:3, :3] = Rotation.from_euler("xyz", angles, degrees=True).as_matrix() @ np.diag(spacing)
+    rotation = Rotation.from_euler("xyz", angles, degrees=True).as_matrix()
+    affine[:3, :3] = rotation @ np.diag(np.multiply(flip, spacing))
     affine[:3, 3] = [12.5, -7.0, 3.25]
     data = np.random.default_rng(0).normal(size=(1, *shape)).astype(np.float32)
     theirs = monai.transforms.Spacing(pixdim=target)(
@@ -360,3 +363,24 @@ def test_first_voxel_grid_is_monai_spacing(angles, spacing, target, shape):
     np.testing.assert_allclose(grid_affine, np.asarray(theirs.affine), atol=1e-9)
     ours = resample(image, grid_shape, grid_affine).data.compute()
     np.testing.assert_allclose(ours, theirs.numpy(), atol=1e-4)
+
+
+def test_without_orientationd_the_stored_axes_are_resampled(tiny):
+    """No Orientationd: MONAI's Spacingd works on the axes as stored (LPS here), and so does seamline."""
+    from seamline_medical.geometry import prepare_input
+
+    bundle = seamline.load_model(tiny([transform("LoadImaged"), transform("Spacingd", pixdim=[2.0, 1.5, 2.5])]))
+    assert bundle.card.orientation is None
+    affine = np.diag([-3.0, -3.0, 3.0, 1.0])
+    affine[:3, 3] = [100.0, 80.0, -20.0]
+    data = np.random.default_rng(0).normal(size=(1, 12, 10, 8)).astype(np.float32)
+    image = Image.from_array(data, affine=affine, meta={"anchor": "center"})
+    model_grid, restore = prepare_input(image, bundle.card)
+    theirs = monai.transforms.Spacing(pixdim=[2.0, 1.5, 2.5])(
+        MetaTensor(torch.from_numpy(data), affine=torch.from_numpy(affine))
+    )
+    np.testing.assert_allclose(model_grid.affine, np.asarray(theirs.affine), atol=1e-9)
+    np.testing.assert_allclose(model_grid.data.compute(), theirs.numpy(), atol=1e-5)
+    back = restore(model_grid, "scores")
+    assert back.shape == image.shape
+    np.testing.assert_array_equal(back.affine, affine)
