@@ -32,8 +32,9 @@ from typing import Any
 
 from . import __version__
 from .atomic import atomic_output
+from .blending import BLENDS
 from .colors import class_color
-from .defaults import OVERLAP, TILE_SIZE
+from .defaults import BLEND, OVERLAP, TILE_SIZE
 from .errors import InputError, ModelError
 from .image import Image
 
@@ -54,9 +55,9 @@ __all__ = [
 CARD_FILE = "seamline.json"
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT_VERSION = 1
-#: The values the card's fields of choice take, the first one the default.
+#: The values the card's fields of choice take.
 CARD_CHOICES: dict[str, tuple[str, ...]] = {
-    "blend": ("gaussian", "cosine", "constant"),
+    "blend": BLENDS,
     "resample_grid": ("field_of_view", "first_voxel"),
     "normalize_on": ("input", "model_grid"),
     "labels_from": ("labels", "probabilities"),
@@ -145,7 +146,7 @@ class ModelCard:
     overlap: float = OVERLAP
     spatial_dims: int = 2
     target_spacing: list[float] | None = None
-    blend: str = "gaussian"
+    blend: str = BLEND
     orientation: str | None = "RAS"
     resample_grid: str = "field_of_view"
     normalize_on: str = "input"

@@ -130,6 +130,7 @@ def load(
         file needs full unpickling or is unreadable, or its weights do not fit.
     """
     from .bundle import Bundle, ModelCard, build_module
+    from .defaults import TILE_SIZE
     from .plugins import registry
     from .weights import fit_weights, read_checkpoint
 
@@ -158,7 +159,7 @@ def load(
         classes=names,
         kwargs={**kwargs, **channels},
         spatial_dims=spatial_dims,
-        tile_size=256 if spatial_dims == 2 else 96,
+        tile_size=TILE_SIZE if spatial_dims == 2 else 96,
         training={"imported_from": {"format": "checkpoint", "file": Path(path).name, "torchgeo": bool(found)}},
     )
     try:
