@@ -3,10 +3,11 @@
 The model is a seamline bundle, a shipped bundle's name, or a model from another tool (a
 MONAI bundle folder, an smp folder, a checkpoint with ``--architecture`` and
 ``--model-option KEY=VALUE``; see docs/models.md). It opens INPUT lazily, loads the model,
-checks that OUT (and every extra output asked for) may be written *before* any model runs, streams the labels (or, with ``--probabilities``,
-the class probabilities) to OUT, and then writes the extra products. Each registered
-:class:`~seamline.plugins.Output` (polygons, statistics, meshes, a preview, ...) adds its
-own option, so a plugin that registers an output extends this command too. The products
+checks that OUT (and every extra output asked for) may be written *before* any model runs,
+streams the labels (or, with ``--probabilities``, the class probabilities) to OUT, and then
+writes the extra products. Each registered :class:`~seamline.plugins.Output` (polygons,
+statistics, meshes, a preview, ...) adds its own option, so a plugin that registers an
+output extends this command too. The products
 are made from the saved file, so the model runs once.
 """
 
