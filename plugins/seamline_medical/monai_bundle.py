@@ -48,7 +48,7 @@ _HARMLESS = {
     "track_meta", "data_type", "wrap_sequence", "image_only", "reader", "ensure_channel_first", "overwriting",
     "simple_keys", "prune_meta_pattern", "prune_meta_sep", "expanduser", "strict_check", "to_tensor", "sw_device",
     "progress", "cache_roi_weight_map", "cpu_thresh", "buffer_steps", "buffer_dim", "sw_batch_size",
-    "ensure_same_shape", "transform", "orig_keys", "dim", "keepdim",
+    "ensure_same_shape", "transform", "orig_keys",
 }  # fmt: skip
 _INTENSITY = {"ScaleIntensityRanged", "NormalizeIntensityd", "ScaleIntensityd"}
 
@@ -259,11 +259,18 @@ def _postprocessing(reader: _Reader, channels: int) -> str:
                 )
             activated = True
         elif name == "AsDiscreted":
-            defaults = {"argmax": False, "to_onehot": None, "threshold": None, "rounding": None}
+            defaults = {
+                "argmax": False,
+                "to_onehot": None,
+                "threshold": None,
+                "rounding": None,
+                "dim": 0,
+                "keepdim": True,
+            }
             a = reader.arguments(name, raw, where, defaults)
             one = channels == 1 and activated and a["threshold"] == 0.5 and not a["argmax"]
             many = channels > 1 and a["argmax"] and a["threshold"] is None
-            if not (one or many) or a["to_onehot"] is not None or a["rounding"] is not None:
+            if not (one or many) or a["to_onehot"] is not None or a["rounding"] is not None or a["dim"] != 0:
                 raise reader.refuse(f"{where}: AsDiscreted is followed as argmax, or threshold 0.5 of a sigmoid")
             discrete = True
         elif name == "Invertd":
