@@ -34,6 +34,7 @@ __all__ = [
     "evaluate",
     "load_model",
     "save_model",
+    "import_model",
     "show",
     "hookimpl",
     "atomic_output",
@@ -51,6 +52,7 @@ _LAZY = {
     "evaluate": "seamline.metrics",
     "load_model": "seamline.bundle",
     "save_model": "seamline.bundle",
+    "import_model": "seamline.import_command",
 }
 
 

@@ -10,10 +10,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from . import checkpoint_format
 from .hookspecs import hookimpl
-from .plugins import Architecture, Output
+from .plugins import Architecture, ModelFormat, Output, deferred
 
-COMMAND_MODULES: tuple[str, ...] = ("seamline.predict_command", "seamline.train_command", "seamline.evaluate_command")
+COMMAND_MODULES: tuple[str, ...] = (
+    "seamline.predict_command",
+    "seamline.train_command",
+    "seamline.evaluate_command",
+    "seamline.import_command",
+)
 CATALOG_COMMANDS = ("recipes_command", "models_command")
 
 
@@ -26,6 +32,19 @@ def _build_unet(in_channels: int, classes: int, **kwargs: Any) -> Any:
 @hookimpl
 def seamline_models(register: Any) -> None:
     register(Architecture(name="core.UNet", build=_build_unet, description="small pure-torch U-Net, 2D or 3D"))
+
+
+@hookimpl
+def seamline_model_formats(register: Any) -> None:
+    register(
+        ModelFormat(
+            name="checkpoint",
+            can_load=checkpoint_format.can_load,
+            load=deferred("seamline.checkpoint_format", "load"),
+            description="state-dict checkpoints (.pth .pt .ckpt .bin .safetensors; Lightning, TorchGeo) "
+            "with a registered architecture",
+        )
+    )
 
 
 def _write_preview(labels: Any, path: str, *, image: Any, overwrite: bool = False) -> None:

@@ -14,7 +14,10 @@ bundle: :func:`load_model` reads JSON and tensors and nothing else.
 A :class:`Bundle` is a model that knows how it wants its input: ``bundle.predict(image)``
 selects bands by name, checks the band count, normalizes, lets a plugin bring the image
 onto the model's grid (``seamline_prepare_input``: reorientation, resampling) and back,
-runs the tiled engine with the card's tile size and overlap, and names the classes.
+runs the tiled engine with the card's tile size, overlap and blend, and names the classes.
+The card also says in which order a model from another tool wants those steps
+(normalizing before or after resampling) and how its labels come back onto the input's
+grid (nearest label, or the most likely class of the resampled probabilities).
 """
 
 from __future__ import annotations
@@ -23,14 +26,15 @@ import dataclasses
 import json
 import os
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .atomic import atomic_output
+from .blending import BLENDS
 from .colors import class_color
-from .defaults import OVERLAP, TILE_SIZE
+from .defaults import BLEND, OVERLAP, TILE_SIZE
 from .errors import InputError, ModelError
 from .image import Image
 
@@ -45,11 +49,19 @@ __all__ = [
     "read_card",
     "CARD_FILE",
     "WEIGHTS_FILE",
+    "CARD_CHOICES",
 ]
 
 CARD_FILE = "seamline.json"
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT_VERSION = 1
+#: The values the card's fields of choice take.
+CARD_CHOICES: dict[str, tuple[str, ...]] = {
+    "blend": BLENDS,
+    "resample_grid": ("field_of_view", "first_voxel"),
+    "normalize_on": ("input", "model_grid"),
+    "labels_from": ("labels", "probabilities"),
+}
 
 
 def _class_records(classes: Sequence[Any]) -> list[dict[str, Any]]:
@@ -66,6 +78,12 @@ def _class_records(classes: Sequence[Any]) -> list[dict[str, Any]]:
     return records
 
 
+def _axis_codes(codes: Any) -> bool:
+    """Whether *codes* names each of the three world axes once: L or R, P or A, I or S."""
+    axis = {"L": 0, "R": 0, "P": 1, "A": 1, "I": 2, "S": 2}
+    return isinstance(codes, str) and sorted(axis.get(c, -1) for c in codes) == [0, 1, 2]
+
+
 @dataclasses.dataclass
 class ModelCard:
     """Everything a bundle says about its model, as stored in ``seamline.json``.
@@ -79,7 +97,9 @@ class ModelCard:
     classes : sequence
         One entry per output class, in order: a name, or ``{"id", "name", "color"}``.
     kwargs : dict
-        Keyword arguments for the architecture's ``build``.
+        Keyword arguments for the architecture's ``build``. ``classes`` among them sets
+        the network's output channels where they differ from the class list: 1 for a
+        single sigmoid channel whose labels are 0 and 1.
     bands : list of str, optional
         Band names, in the order the model takes them; images whose meta has
         ``band_names`` are matched by name.
@@ -92,7 +112,24 @@ class ModelCard:
     spatial_dims : {2, 3}
         The rank the network takes.
     target_spacing : list of float, optional
-        Voxel spacing the model was trained at (volumes); a plugin resamples to it.
+        Voxel spacing the model was trained at (volumes); a plugin resamples to it. A
+        value of 0 (or less) keeps the image's own spacing along that axis.
+    blend : {"gaussian", "cosine", "constant"}
+        How overlapping tiles are weighted (:mod:`seamline.blending`).
+    orientation : str or None
+        Axis codes a volume is reoriented to before the model (``"RAS"``, ``"LPS"``, ...);
+        None keeps the voxel axes as stored.
+    resample_grid : {"field_of_view", "first_voxel"}
+        Where the grid at ``target_spacing`` lies: covering the image's field of view
+        (voxel centres inset), or starting at the first voxel's centre with
+        ``round((n - 1) * spacing / target + 1)`` voxels (MONAI's ``Spacing``).
+    normalize_on : {"input", "model_grid"}
+        Normalize the image as read, or once it is on the model's grid (after
+        reorientation and resampling, as a MONAI bundle that normalizes after ``Spacingd``).
+    labels_from : {"labels", "probabilities"}
+        How labels come back from the model's grid: the nearest label, or the most
+        likely class of the probabilities resampled linearly (MONAI's ``Invertd`` before
+        ``AsDiscreted``, nnU-Net's export).
     version : str
         The seamline version that wrote the bundle.
     training : dict
@@ -109,6 +146,11 @@ class ModelCard:
     overlap: float = OVERLAP
     spatial_dims: int = 2
     target_spacing: list[float] | None = None
+    blend: str = BLEND
+    orientation: str | None = "RAS"
+    resample_grid: str = "field_of_view"
+    normalize_on: str = "input"
+    labels_from: str = "labels"
     version: str = __version__
     training: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -116,6 +158,11 @@ class ModelCard:
         self.classes = _class_records(self.classes)
         if self.bands is not None and len(self.bands) != self.in_channels:
             raise ModelError(f"the card names {len(self.bands)} bands but in_channels is {self.in_channels}")
+        for field, choices in CARD_CHOICES.items():
+            if getattr(self, field) not in choices:
+                raise ModelError(f"{field} must be one of {', '.join(choices)}; got {getattr(self, field)!r}")
+        if self.orientation is not None and not _axis_codes(self.orientation):
+            raise ModelError(f"orientation must be three axis codes such as 'RAS' or 'LPS', got {self.orientation!r}")
 
     @property
     def class_names(self) -> dict[int, str]:
@@ -195,7 +242,8 @@ def build_module(card: ModelCard) -> Any:
     if card.architecture not in models:
         raise ModelError(f"unknown architecture {card.architecture!r}; known: {', '.join(models) or 'none'}")
     try:
-        return models[card.architecture].build(in_channels=card.in_channels, classes=len(card.classes), **card.kwargs)
+        arguments = {"classes": len(card.classes), **card.kwargs}
+        return models[card.architecture].build(in_channels=card.in_channels, **arguments)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"cannot build {card.architecture!r} from the card: {exc}") from exc
 
@@ -209,23 +257,30 @@ class Bundle:
         The network, weights loaded.
     card : ModelCard
         What it expects and produces.
+    missing : sequence of str
+        Card fields the model's source did not say and that hold placeholders (a model
+        from another tool may lack ``"bands"``, ``"classes"`` names or ``"normalization"``);
+        ``seamline import-model`` asks for them.
     """
 
-    def __init__(self, module: Any, card: ModelCard) -> None:
+    def __init__(self, module: Any, card: ModelCard, *, missing: Sequence[str] = ()) -> None:
         self.module = module
         self.card = card
+        self.missing = tuple(missing)
 
     def __repr__(self) -> str:
         names = ", ".join(self.card.class_names.values())
         return f"Bundle({self.card.architecture}, in_channels={self.card.in_channels}, classes=[{names}])"
 
-    def prepare(self, image: Image) -> Image:
+    def prepare(self, image: Image, *, normalized: bool = True) -> Image:
         """Select the card's bands, check their count and normalize (lazily).
 
         Parameters
         ----------
         image : Image
             The image as read.
+        normalized : bool
+            Normalize it too (False: select and check only).
 
         Returns
         -------
@@ -256,7 +311,44 @@ class Bundle:
             raise InputError(f"a {image.ndim}D image for a {card.spatial_dims}D model", source)
         from .normalize import normalize
 
-        return normalize(image, card.normalization)
+        return normalize(image, card.normalization) if normalized else image
+
+    def model_input(self, image: Image) -> tuple[Image, Callable[[Image, str], Image] | None]:
+        """The image as the network sees it, and how to bring outputs back onto *image*'s grid.
+
+        Bands are selected and checked, and the image is normalized and brought onto the
+        model's grid (``seamline_prepare_input``) in the card's order (``normalize_on``).
+
+        Parameters
+        ----------
+        image : Image
+            The image as read.
+
+        Returns
+        -------
+        model_input : Image
+            Lazy, on the model's grid.
+        restore : callable or None
+            ``restore(output, kind)`` with kind ``"labels"`` or ``"scores"``; None when the
+            model's grid is the image's own.
+
+        Raises
+        ------
+        InputError
+            If the image does not fit the model (see :meth:`prepare`).
+        """
+        from .normalize import normalize
+        from .plugins import call_hook
+
+        on_input = self.card.normalize_on == "input"
+        model_input = self.prepare(image, normalized=on_input)
+        prepared = call_hook("seamline_prepare_input", image=model_input, card=self.card, kind="image")
+        restore = None
+        if prepared is not None:
+            model_input, restore = prepared
+        if not on_input:
+            model_input = normalize(model_input, self.card.normalization)
+        return model_input, restore
 
     def predict(self, image: Image | Any, **options: Any) -> Image:
         """Predict *image* tile by tile, lazily, as the card says.
@@ -267,7 +359,7 @@ class Bundle:
             Shaped ``(C, *spatial)``.
         **options
             Passed to :func:`seamline.inference.predict` (``output``, ``batch_size``,
-            ``device``, ...); ``tile_size`` and ``overlap`` default to the card's.
+            ``device``, ...); ``tile_size``, ``overlap`` and ``blend`` default to the card's.
 
         Returns
         -------
@@ -281,21 +373,24 @@ class Bundle:
             If the image does not fit the model (see :meth:`prepare`).
         """
         from .inference import predict
-        from .plugins import call_hook
+        from .logits import labels_of
 
         if not isinstance(image, Image):
             image = Image.from_array(image)
-        model_input = self.prepare(image)
-        prepared = call_hook("seamline_prepare_input", image=model_input, card=self.card, kind="image")
-        restore = None
-        if prepared is not None:
-            model_input, restore = prepared
+        model_input, restore = self.model_input(image)
         options.setdefault("tile_size", self.card.tile_size)
         options.setdefault("overlap", self.card.overlap)
+        options.setdefault("blend", self.card.blend)
+        wanted = options.get("output", "scores")
+        via_probabilities = wanted == "labels" and restore is not None and self.card.labels_from == "probabilities"
+        if via_probabilities:
+            options["output"] = "probabilities"
         result = predict(model_input, self.module, **options)
         kind = "labels" if options.get("output") == "labels" else "scores"
         if restore is not None:
             result = restore(result, kind)
+        if via_probabilities:
+            result, kind = labels_of(result), "labels"
         meta = {k: v for k, v in result.meta.items() if k != "band_names"}
         meta.update(class_names=self.card.class_names, colors=self.card.colors)
         if kind == "scores":
@@ -383,8 +478,10 @@ def load_model(model: str | os.PathLike, *, device: str = "cpu", **options: Any)
     device : str
         Where to put the weights (``"cpu"`` by default; the engine moves them).
     **options
-        Options of the model format (for example ``folds`` for nnU-Net); a seamline
-        bundle takes none.
+        Options of the model format (for example ``folds`` for nnU-Net, or
+        ``architecture`` and its arguments for a checkpoint), and card fields the source
+        may lack (``bands``, ``classes``, ``normalization``, ``tile_size``, ``overlap``;
+        see :func:`seamline.foreign.fill_card`); a seamline bundle takes none.
 
     Returns
     -------
@@ -411,7 +508,9 @@ def load_model(model: str | os.PathLike, *, device: str = "cpu", **options: Any)
         if found is None:
             known = ", ".join(["seamline bundle", *formats])
             raise ModelError(f"not a model bundle or a model folder seamline knows; supported: {known}", path)
-        bundle = found.load(os.fspath(path), **options)
+        from .foreign import load_foreign
+
+        bundle = load_foreign(found, path, options)
     bundle.module.to(device).eval()
     return bundle
 

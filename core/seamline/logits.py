@@ -4,15 +4,21 @@ A segmentation network returns one score per class and pixel. With several class
 probabilities are the softmax over classes, and the label is the class with the highest
 score (scores and probabilities agree on it). With one class the probability is the
 sigmoid of the score, and the label is 1 where that probability exceeds 0.5, that is,
-where the score is positive. The engine and ``seamline predict --probabilities`` both go
-through these functions, so labels never depend on the road taken.
+where the score is positive. The engine, ``seamline predict --probabilities`` and bundles
+whose labels come from resampled probabilities all go through these functions, so
+labels never depend on the road taken.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-__all__ = ["label_dtype", "probabilities", "most_likely"]
+if TYPE_CHECKING:
+    from .image import Image
+
+__all__ = ["label_dtype", "probabilities", "most_likely", "labels_of"]
 
 
 def label_dtype(channels: int) -> np.dtype:
@@ -69,3 +75,34 @@ def most_likely(values: np.ndarray, *, kind: str = "scores") -> np.ndarray:
     else:
         picked = values.argmax(axis=0)
     return picked.astype(label_dtype(values.shape[0]))[None]
+
+
+def labels_of(probabilities: Image) -> Image:
+    """The most likely class of every pixel of a probabilities Image, lazily, nodata kept.
+
+    Parameters
+    ----------
+    probabilities : Image
+        ``(K, *spatial)`` probabilities; NaN (the engine's nodata) in any channel marks
+        a pixel without data.
+
+    Returns
+    -------
+    Image
+        ``(1, *spatial)`` labels of :func:`label_dtype`; pixels without data take the
+        dtype's largest value, recorded as ``meta["nodata"]`` when the input had nodata.
+    """
+    dtype = label_dtype(probabilities.channels)
+    nodata = np.iinfo(dtype).max
+
+    def pick(block: np.ndarray) -> np.ndarray:
+        missing = np.isnan(block).any(axis=0)
+        labels = most_likely(np.nan_to_num(block), kind="probabilities")
+        return np.where(missing[None], dtype.type(nodata), labels) if missing.any() else labels
+
+    data = probabilities.data.rechunk({0: -1})
+    labels = data.map_blocks(pick, dtype=dtype, chunks=((1,), *data.chunks[1:]))
+    meta = {k: v for k, v in probabilities.meta.items() if k != "band_names"}
+    if meta.get("nodata") is not None:
+        meta["nodata"] = nodata
+    return probabilities.replace(data=labels, meta=meta)

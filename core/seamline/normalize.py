@@ -12,11 +12,17 @@ dask expression. A spec is a dict with a ``kind``:
     ``(x - mean) / std`` per band. Without ``mean``/``std`` they are computed over the
     image (valid pixels only) with dask reductions; :func:`fit_normalization` does that
     once and returns the spec with the numbers in it, which is what a trainer stores.
+    With ``"nonzero": true`` only non-zero values are counted and normalized (zeros
+    stay 0), as MONAI's ``NormalizeIntensity(nonzero=True)`` does for skull-stripped MR.
 ``{"kind": "window", "low": -160, "high": 240}``
     Clip to ``[low, high]`` and scale to ``[0, 1]``: CT windowing.
 ``{"kind": "percentile", "low": 0.5, "high": 99.5}``
     Clip each band to its own percentiles, computed over the image through a dask
     histogram (never the whole image in memory), then scale to ``[0, 1]``: MR scaling.
+    Percentiles 0 and 100 are the exact minimum and maximum.
+
+``window`` and ``percentile`` take ``"to": [a, b]`` to scale to ``[a, b]`` instead of
+``[0, 1]`` (MONAI's ``b_min``/``b_max``, ``minv``/``maxv``).
 
 Nodata pixels (:meth:`Image.valid_mask`: ``meta["nodata"]`` in every band, or
 ``meta["mask"]``) stay nodata: statistics ignore them, and they keep the nodata value in
@@ -55,21 +61,24 @@ def _expand(values: np.ndarray, ndim: int) -> np.ndarray:
     return values.reshape((-1,) + (1,) * ndim).astype(np.float32)
 
 
-def _band_moments(data: da.Array, mask: da.Array | None) -> tuple[np.ndarray, np.ndarray]:
+def _band_moments(data: da.Array, mask: da.Array | None, *, nonzero: bool = False) -> tuple[np.ndarray, np.ndarray]:
     axes = tuple(range(1, data.ndim))
     x = data.astype(np.float64)
-    if mask is None:
+    if mask is None and not nonzero:
         mean, var = da.compute(x.mean(axis=axes), x.var(axis=axes))
-    else:
-        w = mask.astype(np.float64)[None]
-        count = w.sum()
-        total, squares = x * w, x * x * w
-        count, total, squares = da.compute(count, total.sum(axis=axes), squares.sum(axis=axes))
-        if count == 0:
-            raise InputError("cannot compute normalization statistics: every pixel is nodata")
-        mean = total / count
-        var = np.maximum(squares / count - mean * mean, 0.0)
-    return np.asarray(mean), np.sqrt(np.asarray(var))
+        return np.asarray(mean), np.sqrt(np.asarray(var))
+    counted = da.ones_like(x, dtype=bool) if mask is None else da.broadcast_to(mask[None], x.shape)
+    if nonzero:
+        counted = counted & (data != 0)
+    w = counted.astype(np.float64)
+    count, total, squares = da.compute(w.sum(axis=axes), (x * w).sum(axis=axes), (x * x * w).sum(axis=axes))
+    if not nonzero and np.any(count == 0):
+        raise InputError("cannot compute normalization statistics: every pixel is nodata")
+    # a band without a non-zero value is left as it is (mean 0, std 1), as MONAI leaves it
+    safe = np.maximum(count, 1)
+    mean = np.where(count > 0, total / safe, 0.0)
+    var = np.where(count > 0, np.maximum(squares / safe - mean * mean, 0.0), 1.0)
+    return mean, np.sqrt(var)
 
 
 def percentile_bounds(image: Image, low: float, high: float) -> np.ndarray:
@@ -142,7 +151,7 @@ def fit_normalization(image: Image, spec: Mapping[str, Any] | None) -> dict[str,
     """
     spec = _checked(spec)
     if spec["kind"] == "zscore" and ("mean" not in spec or "std" not in spec):
-        mean, std = _band_moments(image.data, image.valid_mask())
+        mean, std = _band_moments(image.data, image.valid_mask(), nonzero=bool(spec.get("nonzero", False)))
         spec = {**spec, "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
     return spec
 
@@ -159,6 +168,8 @@ def _checked(spec: Mapping[str, Any] | None) -> dict[str, Any]:
     low, high = (np.asarray(spec.get(key, default), dtype=float) for key, default in (("low", 0.5), ("high", 99.5)))
     if kind in ("window", "percentile") and np.any(high <= low):
         raise InputError(f"normalization {kind!r} needs low < high, got {spec.get('low')} and {spec.get('high')}")
+    if "to" in spec and (kind not in ("window", "percentile") or np.shape(spec["to"]) != (2,)):
+        raise InputError(f"normalization 'to' takes two numbers, for 'window' or 'percentile'; got {spec}")
     return spec
 
 
@@ -194,7 +205,8 @@ def normalize(image: Image, spec: Mapping[str, Any] | None) -> Image:
     elif kind == "zscore":
         mean = _per_band(spec["mean"], bands, "mean")
         std = _per_band(spec["std"], bands, "std")
-        data = (data - _expand(mean, ndim)) / _expand(np.where(std > 0, std, 1.0), ndim)
+        scaled = (data - _expand(mean, ndim)) / _expand(np.where(std > 0, std, 1.0), ndim)
+        data = da.where(data != 0, scaled, data) if spec.get("nonzero") else scaled
     elif kind in ("window", "percentile"):
         if kind == "window":
             low = _per_band(spec["low"], bands, "low")
@@ -204,6 +216,9 @@ def normalize(image: Image, spec: Mapping[str, Any] | None) -> Image:
             low, high = bounds[:, 0], bounds[:, 1]
         span = np.where(high > low, high - low, 1.0)
         data = (da.clip(data, _expand(low, ndim), _expand(high, ndim)) - _expand(low, ndim)) / _expand(span, ndim)
+        if "to" in spec:
+            start, stop = (float(v) for v in spec["to"])
+            data = data * np.float32(stop - start) + np.float32(start)
     meta = {k: v for k, v in image.meta.items() if k != "mask"}
     if mask is not None:
         nodata = np.float32(np.nan if meta.get("nodata") is None else meta["nodata"])

@@ -1,23 +1,24 @@
 """``seamline predict INPUT OUT --model BUNDLE``: tiled prediction from the command line.
 
-It opens INPUT lazily, loads the bundle, checks that OUT (and every extra output asked
-for) may be written *before* any model runs, streams the labels (or, with ``--probabilities``,
-the class probabilities) to OUT, and then writes the extra products. Each registered
-:class:`~seamline.plugins.Output` (polygons, statistics, meshes, a preview, ...) adds its
-own option, so a plugin that registers an output extends this command too. The products
+The model is a seamline bundle, a shipped bundle's name, or a model from another tool (a
+MONAI bundle folder, an smp folder, a checkpoint with ``--architecture`` and
+``--model-option KEY=VALUE``; see docs/models.md). It opens INPUT lazily, loads the model,
+checks that OUT (and every extra output asked for) may be written *before* any model runs,
+streams the labels (or, with ``--probabilities``, the class probabilities) to OUT, and then
+writes the extra products. Each registered :class:`~seamline.plugins.Output` (polygons,
+statistics, meshes, a preview, ...) adds its own option, so a plugin that registers an
+output extends this command too. The products
 are made from the saved file, so the model runs once.
 """
 
 from __future__ import annotations
 
 import click
-import numpy as np
 
 from .atomic import check_writable
 from .defaults import BATCH_SIZE
 from .errors import about
-from .image import Image
-from .logits import label_dtype, most_likely
+from .logits import labels_of
 from .plugins import registry
 
 __all__ = ["command"]
@@ -27,24 +28,6 @@ def _bands(text: str | None) -> list[int | str] | None:
     if not text:
         return None
     return [int(b) if b.strip().isdigit() else b.strip() for b in text.split(",")]
-
-
-def _labels_from_probabilities(probabilities: Image) -> Image:
-    """Most likely class per pixel, keeping nodata (NaN probabilities) as the engine marks it."""
-    dtype = label_dtype(probabilities.channels)
-    nodata = np.iinfo(dtype).max
-
-    def pick(block: np.ndarray) -> np.ndarray:
-        missing = np.isnan(block).any(axis=0)
-        labels = most_likely(np.nan_to_num(block), kind="probabilities")
-        return np.where(missing[None], dtype.type(nodata), labels) if missing.any() else labels
-
-    data = probabilities.data.rechunk({0: -1})
-    labels = data.map_blocks(pick, dtype=dtype, chunks=((1,), *data.chunks[1:]))
-    meta = {k: v for k, v in probabilities.meta.items() if k != "band_names"}
-    if meta.get("nodata") is not None:
-        meta["nodata"] = nodata
-    return probabilities.replace(data=labels, meta=meta)
 
 
 class PredictCommand(click.Command):
@@ -69,7 +52,15 @@ class PredictCommand(click.Command):
     "-m",
     "model_path",
     required=True,
-    help="A model bundle (dir or .zip), a model folder of another tool, or a shipped bundle's name (seamline models).",
+    help="A model bundle (dir or .zip), a model folder or checkpoint of another tool, or a shipped bundle's name.",
+)
+@click.option("--architecture", help="For a checkpoint: the registered architecture its weights are for.")
+@click.option(
+    "--model-option",
+    "model_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An option of the model (in_channels=4, classes=2, encoder_name=resnet34, ...); JSON or text; repeatable.",
 )
 @click.option("--tile-size", type=click.IntRange(min=1), help="Tile size in pixels (default: the bundle's).")
 @click.option(
@@ -91,6 +82,8 @@ def command(
     input_path: str,
     out: str,
     model_path: str,
+    architecture: str | None,
+    model_options: tuple[str, ...],
     tile_size: int | None,
     overlap: float | None,
     batch_size: int,
@@ -105,6 +98,7 @@ def command(
     """Segment INPUT with a model and write OUT (labels, or class probabilities with --probabilities)."""
     from . import io
     from .bundle import load_model
+    from .foreign import parse_model_options
 
     if scores:
         click.echo("warning: --scores is deprecated and will be removed; use --probabilities", err=True)
@@ -114,6 +108,7 @@ def command(
     for path in (out, *wanted.values()):
         check_writable(path, overwrite=overwrite)
     io.writer_for(out)
+    model_settings = parse_model_options(model_options, architecture=architecture)
     chosen = _bands(bands)
     image = io.open(input_path, **({"bands": chosen} if chosen else {}))
     if chosen and all(isinstance(b, int) for b in chosen):  # by position: the model's names apply
@@ -121,7 +116,7 @@ def command(
     for name, path in wanted.items():
         if outputs[name].check is not None:
             outputs[name].check(path, image)
-    bundle = load_model(model_path)
+    bundle = load_model(model_path, **model_settings)
     settings = {"tile_size": tile_size, "overlap": overlap}
     with about(input_path):
         result = bundle.predict(
@@ -138,7 +133,7 @@ def command(
         return
     saved = io.open(out)
     saved = saved.replace(meta={**result.meta, **saved.meta, **{k: result.meta[k] for k in ("class_names", "colors")}})
-    labels = _labels_from_probabilities(saved) if probabilities else saved
+    labels = labels_of(saved) if probabilities else saved
     for name, path in wanted.items():
         outputs[name].write(labels, path, image=image, overwrite=overwrite)
         click.echo(f"wrote {path} ({outputs[name].name})")

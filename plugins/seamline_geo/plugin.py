@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from seamline.hookspecs import hookimpl
-from seamline.plugins import Architecture, Output, Reader, ShippedBundle, Writer, deferred
+from seamline.plugins import Architecture, ModelFormat, Output, Reader, ShippedBundle, Writer, deferred
 
-from . import formats, recipes
+from . import formats, recipes, smp_folder
 
 SMP_ARCHITECTURES = (
     "Unet",
@@ -77,6 +77,18 @@ def seamline_models(register: Any) -> None:
                 description=f"segmentation-models-pytorch {name}, any encoder, any number of bands",
             )
         )
+
+
+@hookimpl
+def seamline_model_formats(register: Any) -> None:
+    register(
+        ModelFormat(
+            name="smp",
+            can_load=smp_folder.can_load,
+            load=deferred("seamline_geo.smp_folder", "load"),
+            description="segmentation-models-pytorch save_pretrained folders (config.json + model.safetensors)",
+        )
+    )
 
 
 def _demo_bundle() -> str:

@@ -1,17 +1,20 @@
 """The geometry round trip: onto the model's grid, and back onto the input's, exactly.
 
 A model sees every volume the same way: axes ordered and pointing as RAS (right,
-anterior, superior), at the spacing it was trained on. :func:`prepare_input` (the
-``seamline_prepare_input`` hook) brings a volume there and returns ``restore``, which
-brings a prediction back onto the input's own grid:
+anterior, superior; or the axis codes its card names), at the spacing it was trained
+on. :func:`prepare_input` (the ``seamline_prepare_input`` hook) brings a volume there and
+returns ``restore``, which brings a prediction back onto the input's own grid:
 
 1. :func:`reorient` permutes and flips the voxel axes to the closest RAS order
    (``nibabel.orientations.io_orientation``), lazily (dask flips and a transpose) and with
    the affine updated exactly as :func:`nibabel.as_closest_canonical` does. Oblique
-   affines stay oblique: only the axis order and directions change.
-2. :func:`resample` moves the voxels to the target spacing along the image's own axes
-   (the grid keeps the field of view: the same physical box, voxel centres inset by half a
-   voxel), linear for intensities, block by block with ``scipy.ndimage.affine_transform``.
+   affines stay oblique: only the axis order and directions change. A card whose
+   ``orientation`` is None keeps the axes as stored.
+2. :func:`resample` moves the voxels to the target spacing along the image's own axes,
+   linear for intensities, block by block with ``scipy.ndimage.affine_transform``. The
+   grid keeps the field of view (:func:`spacing_grid`: the same physical box, voxel
+   centres inset by half a voxel), or, for a card with ``resample_grid="first_voxel"``,
+   starts at the first voxel's centre as MONAI's ``Spacing`` does (:func:`first_voxel_grid`).
 3. ``restore(output, kind)`` resamples back (nearest for ``"labels"``, linear for
    ``"scores"``) to the reoriented grid, undoes the reorientation, and puts back the
    input's affine and header, so the saved file has exactly the input's shape, affine,
@@ -37,7 +40,7 @@ from seamline.errors import InputError
 from seamline.image import Image
 from seamline.tiling import chunks_overlapping, intersection
 
-__all__ = ["reorient", "resample", "spacing_grid", "prepare_input", "GEOMETRY_KEYS"]
+__all__ = ["reorient", "resample", "spacing_grid", "first_voxel_grid", "prepare_input", "GEOMETRY_KEYS"]
 
 GEOMETRY_KEYS = ("anchor", "nifti_header", "sform_code", "qform_code", "units")
 BLOCK_VOXELS = 96**3
@@ -102,6 +105,46 @@ def spacing_grid(image: Image, spacing: Sequence[float]) -> tuple[tuple[int, ...
     step[:n, :n] = np.diag(zoom)
     step[:n, n] = (zoom - 1) / 2
     return shape, image.affine @ step
+
+
+def first_voxel_grid(image: Image, spacing: Sequence[float]) -> tuple[tuple[int, ...], np.ndarray]:
+    """The grid with voxel size *spacing* that MONAI's ``Spacing`` makes (``diagonal=False``, ``scale_extent=False``).
+
+    The axes keep their directions (shear is dropped), the first voxel's centre stays
+    where it is, and each axis has ``round((n - 1) * spacing_in / spacing + 1)`` voxels
+    (``monai.data.utils.compute_shape_offset``).
+
+    Parameters
+    ----------
+    image : Image
+        The image whose grid is resampled.
+    spacing : sequence of float
+        Voxel size per spatial axis, in world units (mm).
+
+    Returns
+    -------
+    shape : tuple of int
+    affine : numpy.ndarray
+    """
+    n = image.ndim
+    source = np.asarray(image.affine, dtype=float)
+    linear = source[:n, :n]
+    upper = np.linalg.cholesky(linear.T @ linear).T
+    affine = np.eye(n + 1)
+    affine[:n, :n] = linear @ np.linalg.inv(upper) @ np.diag(np.sign(np.diag(upper)) * np.asarray(spacing, float))
+    corners = np.array(list(itertools.product(*((0.0, s - 1.0) for s in image.spatial_shape)))).T
+    corners = np.vstack([corners, np.ones(corners.shape[1])])
+    mapped = np.linalg.solve(affine, source) @ corners
+    shape = np.round(np.ptp(mapped[:n], axis=1) + 1.0).astype(int)
+    world = source @ corners
+    lowest = [i for i in range(corners.shape[1]) if np.allclose(np.min(mapped[:n] - mapped[:n, i : i + 1], 1), 0.0)]
+    if lowest:
+        affine[:n, n] = world[:n, lowest[0]]
+    else:  # no corner is first along every axis: centre the grid on the image, as MONAI does
+        in_shape = np.asarray(image.spatial_shape, float)
+        centre = source[:n, :n] @ (in_shape / 2.0) + source[:n, n]
+        affine[:n, n] = centre - affine[:n, :n] @ (shape / 2.0)
+    return tuple(int(max(1, s)) for s in shape), affine
 
 
 def _resample_block(pieces: list, matrix: np.ndarray, offset: np.ndarray, shape: tuple, order: int) -> np.ndarray:
@@ -195,7 +238,7 @@ def _check_rank(image: Image, card: Any) -> None:
 
 
 def _target_spacing(image: Image, target: Sequence[float] | None) -> tuple[float, ...] | None:
-    """The card's spacing per axis; two values (a slice model's) set the axial plane only."""
+    """The card's spacing per axis; two values (a slice model's) set the axial plane only; 0 keeps an axis."""
     if target is None:
         return None
     target = tuple(float(t) for t in target)
@@ -203,7 +246,7 @@ def _target_spacing(image: Image, target: Sequence[float] | None) -> tuple[float
         target = (*target, image.spacing[2])
     if len(target) != 3:
         raise InputError(f"target spacing {list(target)} has {len(target)} values; a volume needs 3 (or 2 in-plane)")
-    return target
+    return tuple(t if t > 0 else own for t, own in zip(target, image.spacing, strict=True))
 
 
 def prepare_input(
@@ -217,8 +260,10 @@ def prepare_input(
         A volume with ``meta["anchor"] == "center"`` (NIfTI); other images are left alone.
     card : object
         A model card; ``target_spacing`` (sequence of float or None; two values resample
-        the axial plane only, for slice models) and ``spatial_dims`` (2, 3 or None) are
-        read from it when present.
+        the axial plane only, for slice models; 0 keeps an axis's spacing),
+        ``spatial_dims`` (2, 3 or None), ``orientation`` (axis codes, ``"RAS"`` when
+        absent; None keeps the stored axes) and ``resample_grid`` (``"field_of_view"``
+        when absent, or ``"first_voxel"``) are read from it.
     kind : {"image", "labels"}
         Intensities are resampled linearly, labels by nearest neighbour.
 
@@ -238,13 +283,16 @@ def prepare_input(
     _check_rank(image, card)
     if image.ndim != 3 or image.meta.get("anchor") != "center":
         return None
-    canonical = reorient(image, axcodes="RAS")
+    codes = getattr(card, "orientation", "RAS")
+    canonical = image if codes is None else reorient(image, axcodes=codes)
     model_grid = canonical
     target = _target_spacing(canonical, getattr(card, "target_spacing", None))
     if target is not None and not np.allclose(canonical.spacing, target, rtol=1e-6, atol=0):
-        shape, affine = spacing_grid(canonical, target)
+        place = first_voxel_grid if getattr(card, "resample_grid", "field_of_view") == "first_voxel" else spacing_grid
+        shape, affine = place(canonical, target)
         model_grid = resample(canonical, shape, affine, order=0 if kind == "labels" else 1)
-    back_ornt = orientations.ornt_transform(orientations.axcodes2ornt("RAS"), orientations.io_orientation(image.affine))
+    start = orientations.io_orientation(image.affine)
+    back_ornt = None if codes is None else orientations.ornt_transform(orientations.axcodes2ornt(codes), start)
 
     def restore(output: Image, kind: str = "labels") -> Image:
         if output.spatial_shape != model_grid.spatial_shape:
@@ -254,7 +302,9 @@ def prepare_input(
             output = resample(
                 output.replace(affine=model_grid.affine), canonical.spatial_shape, canonical.affine, order=order
             )
-        restored = _apply_orientation(output.replace(affine=canonical.affine), back_ornt)
+        restored = output.replace(affine=canonical.affine)
+        if back_ornt is not None:
+            restored = _apply_orientation(restored, back_ornt)
         meta = {**restored.meta, **{k: image.meta[k] for k in GEOMETRY_KEYS if k in image.meta}}
         return restored.replace(affine=image.affine, meta=meta)
 

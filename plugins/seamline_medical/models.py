@@ -10,6 +10,11 @@ A 2D network runs over volumes slice by slice when built with ``slice_axis`` (se
 and takes 3D tiles of depth 1 along that axis, so a model card with
 ``spatial_dims=3``, ``tile_size=[224, 224, 1]`` and ``kwargs={"slice_axis": 2}`` predicts
 axial slices through the ordinary 3D engine, geometry round trip included.
+
+:data:`MONAI_NETWORKS` is the allow-list of MONAI network classes seamline builds by name
+(``monai.<Class>``): the four with a builder of their own here, and the rest through
+:func:`build_monai`, which passes its arguments to the class as they are. A MONAI bundle's
+``network_def`` may only name one of them.
 """
 
 from __future__ import annotations
@@ -19,7 +24,32 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["build_unet", "build_swin_unetr", "build_unetr", "build_segresnet", "build_transunet", "slice_by_slice"]
+__all__ = [
+    "MONAI_NETWORKS",
+    "build_monai",
+    "build_unet",
+    "build_swin_unetr",
+    "build_unetr",
+    "build_segresnet",
+    "build_transunet",
+    "slice_by_slice",
+]
+
+#: MONAI networks seamline builds (``monai.networks.nets.<name>``): each maps
+#: ``(N, C, *tile)`` to ``(N, K, *tile)`` in eval mode and takes ``in_channels`` and
+#: ``out_channels``.
+MONAI_NETWORKS = (
+    "UNet",
+    "BasicUNet",
+    "AttentionUnet",
+    "DynUNet",
+    "SegResNet",
+    "SegResNetDS",
+    "SwinUNETR",
+    "UNETR",
+    "VNet",
+    "HighResNet",
+)
 
 
 def slice_by_slice(build: Callable[..., Any]) -> Callable[..., Any]:
@@ -53,6 +83,34 @@ def slice_by_slice(build: Callable[..., Any]) -> Callable[..., Any]:
         return SliceWise(module, slice_axis)
 
     return wrapped
+
+
+def build_monai(network: str, in_channels: int, classes: int, **kwargs: Any) -> Any:
+    """The MONAI network *network*, one of :data:`MONAI_NETWORKS`, with its own arguments.
+
+    Parameters
+    ----------
+    network : str
+        The class name in ``monai.networks.nets``.
+    in_channels, classes : int
+        Input channels and output classes (MONAI's ``in_channels`` and ``out_channels``).
+    **kwargs
+        The class's other arguments, as MONAI takes them (its defaults otherwise).
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Raises
+    ------
+    ValueError
+        If *network* is not in the allow-list.
+    """
+    if network not in MONAI_NETWORKS:
+        raise ValueError(f"{network} is not one of the MONAI networks seamline builds: {', '.join(MONAI_NETWORKS)}")
+    from monai.networks import nets
+
+    return getattr(nets, network)(in_channels=in_channels, out_channels=classes, **kwargs)
 
 
 @slice_by_slice

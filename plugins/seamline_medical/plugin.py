@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from seamline.hookspecs import hookimpl
-from seamline.plugins import Architecture, Output, Reader, Writer, deferred
+from seamline.plugins import Architecture, ModelFormat, Output, Reader, Writer, deferred
 
-from . import formats, models, presets
+from . import formats, models, monai_config, presets
 
 if TYPE_CHECKING:
     from seamline.bundle import ModelCard
@@ -57,11 +57,36 @@ def seamline_models(register: Any) -> None:
         ("monai.SegResNet", models.build_segresnet, "MONAI SegResNet, 2D or 3D (spatial_dims)"),
     ):
         register(Architecture(name=name, build=build, description=description))
+    own = {"UNet", "SwinUNETR", "UNETR", "SegResNet"}
+    for network in (n for n in models.MONAI_NETWORKS if n not in own):
+        register(
+            Architecture(
+                name=f"monai.{network}",
+                build=deferred("seamline_medical.models", "build_monai", network),
+                description=f"MONAI {network} with its own arguments",
+            )
+        )
     register(
         Architecture(
             name="medical.TransUNet",
             build=models.build_transunet,
             description="TransUNet (R50+ViT-B/16 hybrid, cascaded upsampler), 2D; slice_axis for volumes",
+        )
+    )
+
+
+def _is_monai_bundle(path: str) -> bool:
+    return monai_config.find_config(path) is not None
+
+
+@hookimpl
+def seamline_model_formats(register: Any) -> None:
+    register(
+        ModelFormat(
+            name="monai-bundle",
+            can_load=_is_monai_bundle,
+            load=deferred("seamline_medical.monai_bundle", "load"),
+            description="MONAI bundle folders (configs/inference.json or .yaml, models/model.pt or .ts)",
         )
     )
 
