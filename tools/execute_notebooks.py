@@ -107,6 +107,18 @@ def _scrub_output(output: dict, roots: list[tuple[str, str]]) -> dict | None:
     return output
 
 
+def _joined_streams(outputs: list[dict]) -> list[dict]:
+    """Outputs with consecutive prints to standard output joined (standard error between them is gone)."""
+    joined: list[dict] = []
+    for output in outputs:
+        previous = joined[-1] if joined else None
+        if previous is not None and output.get("output_type") == "stream" == previous.get("output_type"):
+            previous["text"] = "".join(previous["text"]) + "".join(output["text"])
+        else:
+            joined.append(output)
+    return joined
+
+
 def scrub(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Remove what is machine- or run-specific from an executed notebook, in place.
 
@@ -130,7 +142,7 @@ def scrub(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
         count += 1
         cell.execution_count = count
         outputs = (_scrub_output(output, roots) for output in cell.get("outputs", []))
-        cell.outputs = [output for output in outputs if output is not None]
+        cell.outputs = _joined_streams([output for output in outputs if output is not None])
         for output in cell.outputs:
             if output.get("output_type") == "execute_result":
                 output["execution_count"] = count

@@ -147,18 +147,25 @@ def benchmark_figures() -> list[tuple[str, str]]:
     return figures
 
 
-def page(sections: list[tuple[str, list[tuple[str, str]]]]) -> str:
-    """The gallery page: one section per source, each figure with its caption."""
+BENCHMARK_NOTE = (
+    "The benchmarks draw these on the full data: `python benchmarks/train_glaciers.py --figure "
+    "docs/gallery/benchmarks/glaciers.png` and `python benchmarks/train_organs.py --figure "
+    "docs/gallery/benchmarks/organs.png`, then `python tools/make_gallery.py`."
+)
+
+
+def page(sections: list[tuple[str, str, list[tuple[str, str]]]]) -> str:
+    """The gallery page: one section per source (a title, a note, figures with their captions)."""
     lines = [
         "# Gallery",
         "",
         "Pictures seamline makes, as `seamline.show` and `--preview` draw them (see [previews](previews.md)).",
         "This page is written by `tools/make_gallery.py`; do not edit it by hand.",
     ]
-    for title, figures in sections:
-        if not figures:
+    for title, note, figures in sections:
+        if not figures and not note:
             continue
-        lines += ["", f"## {title}"]
+        lines += ["", f"## {title}"] + (["", note] if note else [])
         for name, caption in figures:
             alt = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", caption).replace("`", "")
             lines += ["", f"![{alt}](gallery/{name})", "", f"*{caption}*"]
@@ -179,13 +186,13 @@ def main() -> int:
         for name, caption in notebook_figures(notebook, notebooks_folder)
     ]
     sections = [
-        ("The demo", demo_figure(GALLERY)),
-        ("Volumes", medical),
-        ("Notebooks", notebooks),
-        ("Benchmarks", benchmark_figures()),
+        ("The demo", "", demo_figure(GALLERY)),
+        ("Volumes", "", medical),
+        ("Notebooks", "", notebooks),
+        ("Benchmarks", BENCHMARK_NOTE, benchmark_figures()),
     ]
     (DOCS / "gallery.md").write_text(page(sections))
-    print(f"wrote {DOCS / 'gallery.md'} with {sum(len(f) for _, f in sections)} figures")
+    print(f"wrote {DOCS / 'gallery.md'} with {sum(len(f) for _, _, f in sections)} figures")
     return 0
 
 

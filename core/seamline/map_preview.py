@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import InputError
 from .image import Image, window_affine
-from .overlay import OUTLINE_COLOR, display_range, label_rgba, legend, stretch
+from .overlay import OUTLINE_COLOR, display_range, draw_outlines, label_rgba, legend, outline_style, stretch
 
 __all__ = ["draw_map", "decimated", "preview_step", "metres_per_unit", "scale_bar_length"]
 
@@ -198,14 +198,7 @@ def _draw_lines(ax: Any, truth: Any, image: Image, world: bool) -> None:
     if not world:  # world (x, y) -> pixel (col, row) through the inverse affine
         inverse = np.linalg.inv(np.asarray(image.affine))
         paths = [(inverse[:2, :2] @ p.T + inverse[:2, 2:]).T[:, ::-1] for p in paths]
-    ax.add_collection(LineCollection(paths, colors=OUTLINE_COLOR, linewidths=1.2))
-
-
-def _draw_contours(ax: Any, values: np.ndarray, extent: tuple[float, ...]) -> None:
-    for value in np.unique(values):
-        if value != 0:
-            mask = (values == value).astype(float)
-            ax.contour(mask, levels=[0.5], colors=OUTLINE_COLOR, linewidths=1.2, extent=extent, origin="upper")
+    ax.add_collection(LineCollection(paths, colors=OUTLINE_COLOR, linewidths=1.2, **outline_style()))
 
 
 def _draw_truth(ax: Any, truth: Any, image: Image, step: int, extent: tuple[float, ...], world: bool) -> None:
@@ -213,13 +206,13 @@ def _draw_truth(ax: Any, truth: Any, image: Image, step: int, extent: tuple[floa
         from . import io
 
         if io.reader_for(truth).needs_grid:
-            _draw_contours(ax, _label_values(io.open(truth, like=_coarse_grid(image, step)), 1), extent)
+            draw_outlines(ax, _label_values(io.open(truth, like=_coarse_grid(image, step)), 1), extent)
             return
         truth = io.open(truth)
     if isinstance(truth, Image):
         if truth.spatial_shape != image.spatial_shape:
             raise InputError(f"reference labels of shape {truth.spatial_shape} do not match the image's")
-        _draw_contours(ax, _label_values(truth, step), extent)
+        draw_outlines(ax, _label_values(truth, step), extent)
     else:
         _draw_lines(ax, truth, image, world)
 
@@ -249,15 +242,21 @@ def _lonlat_ticks(ax: Any, crs: Any, extent: tuple[float, float, float, float]) 
 
 
 def _axis_labels(ax: Any, crs: Any, extent: tuple[float, float, float, float], lonlat: bool) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     ax.tick_params(labelsize=8)
     ax.tick_params(axis="y", labelrotation=90)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
     if lonlat or getattr(crs, "is_geographic", False):
         _lonlat_ticks(ax, crs, extent)
         return
     ax.ticklabel_format(useOffset=False, style="plain")
     unit = getattr(crs.axis_info[0], "unit_name", "") if getattr(crs, "axis_info", None) else ""
     unit = {"metre": "m", "meter": "m", "foot": "ft", "US survey foot": "ftUS"}.get(unit, unit)
-    ax.set_xlabel(f"x ({unit}, {crs.name})" if unit else "x")
+    name = getattr(crs, "name", crs)
+    where = f" in {name}" if name and name != "unnamed" else ""
+    ax.set_xlabel(f"x ({unit}){where}" if unit else f"x{where}")
     ax.set_ylabel(f"y ({unit})" if unit else "y")
 
 

@@ -22,10 +22,11 @@ import numpy as np
 from .colors import class_color
 from .errors import InputError
 
-__all__ = ["display_range", "stretch", "label_rgba", "legend", "OUTLINE_COLOR"]
+__all__ = ["display_range", "stretch", "label_rgba", "legend", "outline_style", "draw_outlines", "OUTLINE_COLOR"]
 
-#: The colour of reference outlines: bright, and in no class palette.
-OUTLINE_COLOR = "#ffe119"
+#: Reference outlines: white with a black edge, apart from every class colour and seen on any ground.
+OUTLINE_COLOR = "white"
+_OUTLINE_WIDTH = 1.2
 _DEFAULT_PERCENTILES = (2.0, 98.0)
 _LEGEND_ROWS = 16
 _UNNAMED_MAX = 10
@@ -140,6 +141,38 @@ def label_rgba(values: np.ndarray, colors: Mapping[int, Sequence[int]] | None = 
     return table[where.reshape(values.shape)]
 
 
+def outline_style() -> dict[str, Any]:
+    """The matplotlib options that draw a reference outline: a black edge around a white line.
+
+    Returns
+    -------
+    dict
+        ``path_effects`` for a line or a collection.
+    """
+    import matplotlib.patheffects as effects
+
+    return {"path_effects": [effects.Stroke(linewidth=2.5 * _OUTLINE_WIDTH, foreground="black"), effects.Normal()]}
+
+
+def draw_outlines(ax: Any, values: np.ndarray, extent: Sequence[float]) -> None:
+    """Outline every class of the label array *values* (drawn over *extent*), as reference outlines.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Where to draw.
+    values : numpy.ndarray
+        2D integer labels; 0 is background and has no outline.
+    extent : (left, right, bottom, top)
+        Where the array lies on *ax*, as for ``imshow``.
+    """
+    for value in np.unique(values):
+        if value != 0:
+            mask = (values == value).astype(float)
+            style = {"colors": OUTLINE_COLOR, "linewidths": _OUTLINE_WIDTH, "extent": extent, "origin": "upper"}
+            ax.contour(mask, levels=[0.5], **style).set(**outline_style())
+
+
 def legend(
     ax: Any,
     classes: Iterable[int],
@@ -188,7 +221,7 @@ def legend(
         for c in shown
     ]
     if outlines:
-        handles.append(Line2D([], [], color=OUTLINE_COLOR, linewidth=1.5, label=outlines))
+        handles.append(Line2D([], [], color=OUTLINE_COLOR, linewidth=_OUTLINE_WIDTH, label=outlines, **outline_style()))
     if not handles:
         return None
     return ax.legend(

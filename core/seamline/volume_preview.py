@@ -31,7 +31,7 @@ import numpy as np
 from .errors import InputError
 from .image import Image
 from .map_preview import preview_step
-from .overlay import OUTLINE_COLOR, display_range, label_rgba, legend, stretch
+from .overlay import display_range, draw_outlines, label_rgba, legend, stretch
 
 __all__ = ["draw_volume", "voxel_axes", "crossing_point", "plane_view", "PLANES"]
 
@@ -100,13 +100,12 @@ def crossing_point(image: Image, labels: Image | None, point: Sequence[int] | No
     """
     shape = image.spatial_shape
     if point is not None:
-        point = tuple(int(p) for p in point)
-        if len(point) != 3 or not all(0 <= p < s for p, s in zip(point, shape, strict=True)):
-            raise InputError(f"point {point} is not a voxel of a volume of shape {shape}")
-        return point  # type: ignore[return-value]
-    centre = tuple(s // 2 for s in shape)
+        if len(point) != 3 or not all(0 <= int(p) < s for p, s in zip(point, shape, strict=True)):
+            raise InputError(f"point {tuple(point)} is not a voxel of a volume of shape {shape}")
+        return _voxel(point)
+    centre = _voxel([s // 2 for s in shape])
     if labels is None:
-        return centre  # type: ignore[return-value]
+        return centre
     from scipy import ndimage
 
     step = preview_step(shape, _COARSE_SIZE)
@@ -114,9 +113,14 @@ def crossing_point(image: Image, labels: Image | None, point: Sequence[int] | No
     nodata = labels.meta.get("nodata")
     labelled = (values != 0) & (values != nodata) if nodata is not None else values != 0
     if not labelled.any():
-        return centre  # type: ignore[return-value]
+        return centre
     mass = np.asarray(ndimage.center_of_mass(labelled)) * step
-    return tuple(int(np.clip(round(m), 0, s - 1)) for m, s in zip(mass, shape, strict=True))  # type: ignore[return-value]
+    return _voxel([np.clip(round(m), 0, s - 1) for m, s in zip(mass, shape, strict=True)])
+
+
+def _voxel(index: Sequence[Any]) -> tuple[int, int, int]:
+    i, j, k = (int(v) for v in index)
+    return i, j, k
 
 
 def plane_view(
@@ -148,7 +152,7 @@ def plane_view(
     step = preview_step((image.spatial_shape[row_axis], image.spatial_shape[col_axis]), max_size)
     key: list[Any] = [slice(None, None, step)] * 3
     key[normal] = int(point[normal])
-    pixels = np.asarray(image.data[(slice(None), *key)])
+    pixels = np.asarray(image.data[tuple([slice(None), *key])])
     if row_axis > col_axis:
         pixels = pixels.swapaxes(1, 2)
     # Row 0 at the top shows the high end of the row's world axis (A, S); column 0 at the
@@ -227,10 +231,7 @@ def draw_volume(
                 label_rgba(values, labels.meta.get("colors")), alpha=alpha, interpolation="nearest", extent=extent
             )
         if truth is not None:
-            values = plane_view(truth, plane, point, max_size=max_size)[0][0]
-            for value in set(np.unique(values).tolist()) - {0}:
-                mask = (values == value).astype(float)
-                ax.contour(mask, levels=[0.5], colors=OUTLINE_COLOR, linewidths=1.0, extent=extent, origin="upper")
+            draw_outlines(ax, plane_view(truth, plane, point, max_size=max_size)[0][0], extent)
         normal = PLANES[plane][0]
         ax.set_title(f"{plane}, {_WORLD_NAMES[normal]} = {world[normal]:.1f} mm", fontsize=10)
         ax.set_axis_off()

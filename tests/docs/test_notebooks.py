@@ -72,6 +72,7 @@ def test_scrubbing_drops_standard_error_timings_and_renumbers_cells():
     first.metadata["execution"] = {"iopub.execute_input": "2024-01-01T00:00:00Z"}
     first.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "1"}, execution_count=7)]
     second.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="1\n"),
         nbformat.v4.new_output("stream", name="stderr", text="100%|██████| 8/8 [00:01<00:00, 6.2it/s]"),
         nbformat.v4.new_output("stream", name="stdout", text="2\n"),
     ]
@@ -80,5 +81,5 @@ def test_scrubbing_drops_standard_error_timings_and_renumbers_cells():
     tool.scrub(notebook)
     assert [first.execution_count, second.execution_count, first.outputs[0]["execution_count"]] == [1, 2, 1]
     assert "execution" not in first.metadata
-    assert [o["name"] for o in second.outputs] == ["stdout"]
+    assert [(o["name"], o["text"]) for o in second.outputs] == [("stdout", "1\n2\n")]
     assert notebook.metadata["language_info"] == {"name": "python"}
