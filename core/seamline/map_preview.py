@@ -202,16 +202,11 @@ def _draw_lines(ax: Any, truth: Any, image: Image, world: bool) -> None:
 
 
 def _draw_truth(ax: Any, truth: Any, image: Image, step: int, extent: tuple[float, ...], world: bool) -> None:
-    if isinstance(truth, (str, os.PathLike)):
+    if isinstance(truth, (str, os.PathLike)):  # a file of polygons: rasterized at the picture's size
         from . import io
 
-        if io.reader_for(truth).needs_grid:
-            draw_outlines(ax, _label_values(io.open(truth, like=_coarse_grid(image, step)), 1), extent)
-            return
-        truth = io.open(truth)
-    if isinstance(truth, Image):
-        if truth.spatial_shape != image.spatial_shape:
-            raise InputError(f"reference labels of shape {truth.spatial_shape} do not match the image's")
+        draw_outlines(ax, _label_values(io.open(truth, like=_coarse_grid(image, step)), 1), extent)
+    elif isinstance(truth, Image):  # on the image's grid (seamline.show checks it)
         draw_outlines(ax, _label_values(truth, step), extent)
     else:
         _draw_lines(ax, truth, image, world)

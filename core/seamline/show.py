@@ -58,6 +58,21 @@ def _is_label_array(truth: Any) -> bool:
     return dtype is not None and np.dtype(dtype).kind in "biu" and not hasattr(truth, "__geo_interface__")
 
 
+def _reference(truth: Any, image: Image) -> Any:
+    """Reference outlines ready to draw: labels on the image's grid, a file of polygons, or geometries."""
+    if isinstance(truth, (str, os.PathLike)):
+        from . import io
+
+        if io.reader_for(truth).needs_grid and image.ndim == 2:
+            return truth  # polygons: rasterized onto the picture's own grid when drawn
+        truth = io.open(truth, like=image) if io.reader_for(truth).needs_grid else io.open(truth)
+    if _is_label_array(truth):
+        return _on_grid(truth, image, "reference labels")
+    if truth is not None and image.ndim == 3:
+        raise InputError("a volume's reference outlines are a label image on its grid, or a file of one")
+    return truth
+
+
 def _map_axes(ax: Any, image: Image) -> Any:
     if ax is None:
         import matplotlib.pyplot as plt
@@ -168,20 +183,13 @@ def show(
 
     image = _as_image(image)
     labels = None if labels is None else _on_grid(labels, image, "labels")
-    if _is_label_array(truth):
-        truth = _on_grid(truth, image, "reference labels")
+    truth = _reference(truth, image)
     options = {"truth": truth, "truth_label": truth_label, "bands": bands, "window": window, "alpha": alpha}
     if image.ndim == 2:
         ax = draw_map(_map_axes(ax, image), image, labels, max_size=max_size, lonlat=lonlat, **options)
         if title:
             ax.set_title(title)
         return ax
-    if isinstance(truth, (str, os.PathLike)):
-        from . import io
-
-        truth = _on_grid(io.open(truth), image, "reference labels")
-    if truth is not None and not isinstance(truth, Image):
-        raise InputError("a volume's reference outlines are a label image on its grid, or a file of one")
     planes = (plane,) if plane is not None else ("axial", "coronal", "sagittal")
     axes = draw_volume(_volume_target(ax), image, labels, planes=planes, point=point, max_size=max_size, **options)
     if title:

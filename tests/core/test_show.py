@@ -140,3 +140,14 @@ def test_public_names_stay_functions_after_their_modules_are_imported() -> None:
     import seamline.vectorize
 
     assert callable(seamline.show) and callable(seamline.vectorize)
+
+
+def test_reference_labels_from_a_file_on_the_grid(tmp_path):
+    import seamline
+
+    scene, labels = _scene_and_labels()
+    path = seamline.save(labels, tmp_path / "survey.zarr")
+    ax = show(scene, truth=path)
+    assert len([p for c in ax.collections for p in c.get_paths()]) == 2
+    with pytest.raises(InputError, match="do not match"):
+        show(Image.from_array(np.zeros((1, 10, 10))), truth=path)

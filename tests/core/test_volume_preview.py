@@ -149,3 +149,17 @@ def test_voxel_axes_of_oblique_affines_pick_the_closest_world_axis():
     affine = np.eye(4)
     affine[:3, :3] = rotation @ np.diag([2.0, -3.0, 1.0])
     assert voxel_axes(affine) == ([0, 1, 2], [1, -1, 1])
+
+
+def test_reference_labels_are_outlined_in_every_slice(tmp_path):
+    import seamline
+
+    labels, affine = _ras_volume()
+    image = Image.from_array(labels[None], affine)
+    path = seamline.save(image, tmp_path / "reference.zarr")  # a file of reference labels, opened by its reader
+    for truth in (image, path):
+        axes = show(image, truth=truth, point=CENTRE, ax=Figure())
+        assert all(ax.collections for ax in axes)
+        assert [t.get_text() for t in axes[-1].get_legend().get_texts()] == ["reference"]
+    with pytest.raises(InputError, match="label image on its grid"):
+        show(image, truth=[object()], ax=Figure())
