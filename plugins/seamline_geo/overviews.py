@@ -2,10 +2,11 @@
 
 A preview of a huge scene needs a few hundred pixels a side. When the Image's pixels
 are a raster file's, untouched (what :func:`~seamline_geo.reader.open_raster` returned,
-or a window, a stride or some bands of it), they are read again with rasterio at the
-picture's size, and GDAL takes them from the file's overviews (a COG has them) instead
-of decoding every block. Anything else (computed data, a warp, rescaled bands) is left to
-the core, which reads every step-th pixel chunk by chunk.
+or a window, a stride or some bands of it: its dask graph is one read of the file and
+slices of it), they are read again with rasterio at the picture's size, and GDAL takes
+them from the file's overviews (a COG has them) instead of decoding every block.
+Anything else (computed data, a warp, rescaled bands) is left to the core, which reads
+every step-th pixel chunk by chunk.
 """
 
 from __future__ import annotations
@@ -13,26 +14,50 @@ from __future__ import annotations
 import math
 import os
 
+import dask.array as da
 import numpy as np
 import rasterio
+from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from seamline.image import Image
 
 from .grid import affine_from_transform
-from .reader import _band_names
 
 __all__ = ["file_window", "read_overview"]
 
 
-def _untouched_read(image: Image, path: str) -> bool:
-    """The data is one read of *path* and nothing but slices of it."""
-    read = f"read-{os.path.basename(path)}-"
+def _read_layer(image: Image, path: str) -> str | None:
+    """The name of the one layer that reads *path*, when the rest of the graph only slices it."""
+    prefix = f"read-{os.path.basename(path)}-"
     names = list(image.data.dask.layers)
-    return sum(n.startswith(read) for n in names) == 1 and all(
-        n.startswith(read) or n.startswith("getitem-") for n in names
-    )
+    reads = [n for n in names if n.startswith(prefix)]
+    if len(reads) != 1 or not all(n in reads or n.startswith("getitem-") for n in names):
+        return None
+    return reads[0]
+
+
+def _bands(image: Image, read: str, path: str) -> list[int] | None:
+    """The file's band (1-based) behind each channel of *image*.
+
+    The image's graph runs, for one pixel, on a stand-in for the read whose every pixel
+    holds its band number, so whatever slicing of bands followed the read is followed
+    exactly. None when the read rescales its values (they are not the file's then).
+    """
+    layers = dict(image.data.dask.layers)
+    stand_in = {}
+    for key, task in layers[read].items():
+        if not (isinstance(task, tuple) and len(task) > 4 and task[1] == path and isinstance(task[2], list)):
+            return None
+        if task[3] is not None:  # scale and offset applied on reading
+            return None
+        indexes, (_, _, height, width) = task[2], task[-1]
+        stand_in[key] = (np.broadcast_to, np.asarray(indexes)[:, None, None], (len(indexes), height, width))
+    layers[read] = MaterializedLayer(stand_in)
+    graph = HighLevelGraph(layers, dict(image.data.dask.dependencies))
+    probe = da.Array(graph, image.data.name, image.data.chunks, dtype=np.int64)
+    return [int(band) for band in np.asarray(probe[:, 0, 0]).ravel()]
 
 
 def file_window(image: Image) -> tuple[str, list[int], tuple[int, int], tuple[int, int]] | None:
@@ -50,16 +75,15 @@ def file_window(image: Image) -> tuple[str, list[int], tuple[int, int], tuple[in
         rows and columns; None when the pixels are not a plain read of a raster file.
     """
     path = image.meta.get("path")
-    if image.ndim != 2 or not isinstance(path, str) or not os.path.isfile(path) or not _untouched_read(image, path):
+    if image.ndim != 2 or not isinstance(path, str) or not os.path.isfile(path):
+        return None
+    read = _read_layer(image, path)
+    indexes = None if read is None else _bands(image, read, path)
+    if indexes is None:
         return None
     with rasterio.open(path) as dataset:
-        names = _band_names(dataset, range(1, dataset.count + 1))
-        wanted = list(image.meta.get("band_names") or [])
-        if len(wanted) != image.channels or any(names.count(name) != 1 for name in wanted):
-            return None
-        indexes = [names.index(name) + 1 for name in wanted]
         if any(np.dtype(dataset.dtypes[i - 1]) != image.dtype for i in indexes):
-            return None  # rescaled on reading
+            return None
         relative = np.linalg.solve(affine_from_transform(dataset.transform), np.asarray(image.affine))
     whole = np.round(relative)
     if not np.allclose(relative, whole, atol=1e-6) or whole[0, 1] or whole[1, 0] or min(whole[0, 0], whole[1, 1]) < 1:

@@ -16,6 +16,7 @@ from tests.conftest import ROOT
 # Modules with an __all__ that are not API: command-line glue, path recognizers, a re-export shim.
 NOT_API = {
     "seamline.cli",
+    "seamline.catalog",
     "seamline_geo.commands",
     "seamline_geo.formats",
     "seamline_medical.commands",

@@ -19,6 +19,7 @@ import seamline
 from seamline.map_preview import decimated, metres_per_unit, scale_bar_length
 from seamline.show import show
 from seamline_geo.demo import OUTLINES, SCENE
+from seamline_geo.overviews import file_window
 
 matplotlib.use("Agg")
 
@@ -141,3 +142,22 @@ def test_large_rasters_are_drawn_from_their_overviews(raster_with_overviews, mon
     assert len(reads) == 16  # each of the 16 chunks read once
     np.testing.assert_array_equal(strided, scene.data[:, ::8, ::8].compute())
     assert set(np.unique(strided).tolist()) == {0}
+
+
+def test_overview_reads_follow_the_bands_and_window_asked_for(tmp_path):
+    path = tmp_path / "bands.tif"
+    bands = np.stack([np.full((512, 512), value, np.uint8) for value in (10, 20, 30)])
+    bands[:, :, 256:] += 100  # the east half is brighter, so a window shows in the values
+    profile = {"driver": "GTiff", "height": 512, "width": 512, "count": 3, "dtype": "uint8", "crs": "EPSG:32645"}
+    with rasterio.open(path, "w", transform=from_origin(500000, 3100000, 10, 10), **profile) as dataset:
+        dataset.write(bands)  # no band descriptions: the Image's bands are unnamed
+        dataset.build_overviews([2, 4], Resampling.nearest)
+    scene = seamline.open(path, bands=[3, 1])
+    assert scene.meta["band_names"] is None
+    picked = scene[1:].window(slice(0, 512, 2), slice(256, 512))  # band 1, the east half, every other row
+    assert file_window(picked) == (str(path), [1], (0, 256), (2, 1))
+    assert file_window(picked.replace(data=picked.data[::-1])) == (str(path), [1], (0, 256), (2, 1))
+    assert file_window(scene.replace(data=scene.data[::-1])) == (str(path), [1, 3], (0, 0), (1, 1))  # reversed bands
+    pixels = decimated(picked, 4)
+    assert pixels.shape == picked.data[:, ::4, ::4].shape
+    assert set(np.unique(pixels).tolist()) == {110}
