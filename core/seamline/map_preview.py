@@ -193,7 +193,10 @@ def _draw_lines(ax: Any, truth: Any, image: Image, world: bool) -> None:
     import shapely
     from matplotlib.collections import LineCollection
 
-    lines = shapely.get_parts(shapely.boundary(np.array(_geometries(_in_crs(truth, image.crs)), dtype=object)))
+    parts = shapely.get_parts(np.array(_geometries(_in_crs(truth, image.crs)), dtype=object))
+    dimensions = shapely.get_dimensions(parts)
+    rings = shapely.get_parts(shapely.boundary(parts[dimensions == 2]))  # polygons: their outer and inner rings
+    lines = [*rings, *parts[dimensions == 1]]  # lines as they are; points are not outlines
     paths = [np.asarray(line.coords)[:, :2] for line in lines if not line.is_empty]
     if not world:  # world (x, y) -> pixel (col, row) through the inverse affine
         inverse = np.linalg.inv(np.asarray(image.affine))

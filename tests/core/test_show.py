@@ -66,11 +66,12 @@ def test_geometry_outlines_are_drawn_where_they_lie():
     shapely = pytest.importorskip("shapely")
     scene, _ = _scene_and_labels()
     # an identity-affine image is drawn in pixel (col, row) coordinates; its world is (row, col)
-    ax = show(scene, truth=[shapely.box(5, 10, 15, 30)])
+    ax = show(scene, truth=[shapely.box(5, 10, 15, 30), shapely.LineString([(0, 0), (4, 8)]), shapely.Point(1, 1)])
     (collection,) = [c for c in ax.collections if isinstance(c, LineCollection)]
-    (segment,) = collection.get_segments()
-    np.testing.assert_allclose(segment.min(axis=0), [10, 5])
-    np.testing.assert_allclose(segment.max(axis=0), [30, 15])
+    ring, line = collection.get_segments()
+    np.testing.assert_allclose(ring.min(axis=0), [10, 5])
+    np.testing.assert_allclose(ring.max(axis=0), [30, 15])
+    np.testing.assert_allclose(line, [[0, 0], [8, 4]])
 
 
 def test_large_scenes_are_strided_before_reading():
