@@ -9,7 +9,7 @@ best epoch instead). The east half of the scene is an untouched test: nothing re
 before the final score. A brightness threshold, tuned on the west half, is the
 baseline to beat.
 
-Run: python benchmarks/train_glaciers.py [--epochs N] [--out DIR] [--save-bundle PATH]
+Run: python benchmarks/train_glaciers.py [--epochs N] [--out DIR] [--save-bundle PATH] [--figure PNG]
 (``--help`` lists the training options: architecture, patch size, learning rate, loss...)
 """
 
@@ -82,6 +82,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--save-bundle", type=Path, default=None, help="copy the trained bundle here (.zip or dir)")
+    parser.add_argument("--figure", type=Path, default=None, help="save a map of the east half here (PNG)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(args.out or tempfile.mkdtemp(prefix="seamline-glaciers-"))
@@ -136,6 +137,12 @@ def main() -> None:
     print(f"{'epochs run (best)':<42}{len(result.history):>7} ({result.best_epoch or 'last'})")
     print(f"{f'training minutes (CPU, {args.threads} thread)':<42}{minutes:>10.1f}")
     print(f"bundle: {result.path}")
+    if args.figure:
+        from seamline.show import write_preview
+
+        title = f"East half, unseen in training: glacier IoU {glacier_iou:.3f} against RGI 6.0"
+        write_preview(prediction, args.figure, image=east_image, truth=OUTLINES, truth_label="RGI 6.0", title=title)
+        print(f"figure: {args.figure}")
 
 
 if __name__ == "__main__":

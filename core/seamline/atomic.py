@@ -85,8 +85,14 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
 
     Examples
     --------
-    >>> with atomic_output("mask.tif", overwrite=True) as tmp:  # doctest: +SKIP
-    ...     write_geotiff(tmp)
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "report.txt"
+    >>> with atomic_output(target) as tmp:
+    ...     _ = tmp.write_text("done")  # a crash here would leave nothing at target
+    ...     target.exists()
+    False
+    >>> target.read_text()
+    'done'
     """
     target = check_writable(path, overwrite=overwrite)
     suffix = "".join(target.suffixes)

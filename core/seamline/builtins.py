@@ -55,7 +55,14 @@ def _write_preview(labels: Any, path: str, *, image: Any, overwrite: bool = Fals
 
 @hookimpl
 def seamline_outputs(register: Any) -> None:
-    register(Output(name="preview", option="--preview", write=_write_preview, help="PNG of the labels over the input."))
+    register(
+        Output(
+            name="preview",
+            option="--preview",
+            write=_write_preview,
+            help="PNG of the labels over the input: a map with a legend and scale bar, or three slices of a volume.",
+        )
+    )
 
 
 @hookimpl

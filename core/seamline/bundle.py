@@ -364,8 +364,9 @@ class Bundle:
         Returns
         -------
         Image
-            Labels or scores on the input's own grid, with ``class_names`` and ``colors``
-            in its meta (and the class names as ``band_names`` for scores).
+            Labels or scores on the input's own grid, with ``class_names``, ``colors`` and
+            the card's ``normalization`` in its meta (a preview shows the input through the
+            model's intensity window), and the class names as ``band_names`` for scores.
 
         Raises
         ------
@@ -392,7 +393,7 @@ class Bundle:
         if via_probabilities:
             result, kind = labels_of(result), "labels"
         meta = {k: v for k, v in result.meta.items() if k != "band_names"}
-        meta.update(class_names=self.card.class_names, colors=self.card.colors)
+        meta.update(class_names=self.card.class_names, colors=self.card.colors, normalization=self.card.normalization)
         if kind == "scores":
             meta["band_names"] = list(self.card.class_names.values())
         return result.replace(meta=meta)

@@ -33,6 +33,7 @@ from .records import Architecture, ModelFormat, Output, Reader, Recipe, ShippedB
 
 if TYPE_CHECKING:  # heavy or circular at run time; the hooks' types for type checkers
     import click
+    import numpy as np
 
     from .bundle import ModelCard
     from .image import Image
@@ -210,4 +211,30 @@ def seamline_vector_backend() -> VectorBackend | None:
         so it must pickle);
         ``to_frame(columns, geometry, crs)`` turns a dict of columns and a geometry array in
         world coordinates into a table (a GeoDataFrame).
+    """
+
+
+@hookspec(firstresult=True)
+def seamline_overview(image: Image, step: int) -> np.ndarray | None:
+    """Read every *step*-th pixel of a 2D image cheaply, from its file's overviews, for a picture.
+
+    :func:`seamline.show` (and so ``--preview``) calls it before drawing a large scene, so
+    that a picture of a huge raster reads a few megabytes, not the raster. A plugin
+    answers only for an image whose pixels are its file's, untouched (a window, a stride
+    or some bands of what its reader returned); the geo plugin reads GeoTIFF overviews.
+    The first plugin that returns something wins; return None otherwise, and the image
+    is read at the stride, chunk by chunk.
+
+    Parameters
+    ----------
+    image : seamline.Image
+        A 2D image.
+    step : int
+        The stride along rows and columns (2 or more).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Shaped like ``image.data[:, ::step, ::step]``. The values are for pictures: a
+        pixel of an overview may be an average of the pixels it covers.
     """

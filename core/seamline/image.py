@@ -107,6 +107,19 @@ class Image:
     InputError
         If the array does not have two or three spatial axes, has a zero-sized axis, or
         has an affine that does not match its spatial rank.
+
+    Examples
+    --------
+    A 3-band raster of 10 m pixels whose upper-left corner is at (500000, 4000000): its
+    affine maps ``(row, col)`` to ``(x, y)``. A window keeps every pixel where it was.
+
+    >>> import numpy as np
+    >>> scene = Image.from_array(np.zeros((3, 100, 200)), [[0, 10, 500000], [-10, 0, 4000000], [0, 0, 1]])
+    >>> scene
+    Image(shape=(3, 100, 200), dtype=float64, spacing=(10.0, 10.0), crs=None)
+    >>> window = scene.window(slice(20, 40), slice(50, 150, 2))
+    >>> window.shape, (window.affine @ [0, 0, 1]).tolist()
+    ((3, 20, 50), [500500.0, 3999800.0, 1.0])
     """
 
     data: da.Array

@@ -112,6 +112,14 @@ def open(path: str | os.PathLike, *, chunks: Any = None, **options: Any) -> Imag
     ------
     InputError
         If the file does not exist, no reader handles it, or the reader finds it broken.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> path = save(Image.from_array(np.ones((1, 64, 64), "uint8")), os.path.join(tempfile.mkdtemp(), "a.zarr"))
+    >>> open(path)
+    Image(shape=(1, 64, 64), dtype=uint8, spacing=(1.0, 1.0), crs=None)
     """
     reader = reader_for(path)
     _check_options(reader.open, options, f"{reader.name} reader", path)

@@ -193,6 +193,15 @@ def normalize(image: Image, spec: Mapping[str, Any] | None) -> Image:
     ------
     InputError
         If the spec is not understood or does not fit the number of bands.
+
+    Examples
+    --------
+    CT windowing: the abdomen window (-160..240 HU) maps fat, soft tissue and bone to
+    0, about 0.5 and 1.
+
+    >>> ct = Image.from_array(np.array([[[-1000.0, 40.0, 1000.0]]]))
+    >>> normalize(ct, {"kind": "window", "low": -160, "high": 240}).data.compute().tolist()
+    [[[0.0, 0.5, 1.0]]]
     """
     spec = fit_normalization(image, spec)
     kind, bands, ndim = spec["kind"], image.channels, image.ndim

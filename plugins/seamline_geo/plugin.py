@@ -139,3 +139,13 @@ def seamline_vector_backend() -> Any:
     from .polygons import backend
 
     return backend
+
+
+@hookimpl
+def seamline_overview(image: Any, step: int) -> Any:
+    path = image.meta.get("path")
+    if not isinstance(path, str) or not formats.is_raster(path):
+        return None
+    from .overviews import read_overview
+
+    return read_overview(image, step)

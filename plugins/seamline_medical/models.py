@@ -134,14 +134,17 @@ def build_unet(
         Rank of the network.
     channels, strides, num_res_units
         As in MONAI (defaults follow MONAI's spleen tutorial).
-    slice_axis : int, optional
-        Run over volumes slice by slice along this axis (see :func:`slice_by_slice`).
     **kwargs
         Any other :class:`~monai.networks.nets.UNet` argument.
 
     Returns
     -------
     torch.nn.Module
+
+    Other Parameters
+    ----------------
+    slice_axis : int, optional
+        Run over volumes slice by slice along this axis (added by :func:`slice_by_slice`).
     """
     from monai.networks.nets import UNet
 
@@ -170,14 +173,17 @@ def build_swin_unetr(
         Rank of the network.
     feature_size : int
         Width of the first stage (a multiple of 12).
-    slice_axis : int, optional
-        Run over volumes slice by slice along this axis (see :func:`slice_by_slice`).
     **kwargs
         Any other :class:`~monai.networks.nets.SwinUNETR` argument.
 
     Returns
     -------
     torch.nn.Module
+
+    Other Parameters
+    ----------------
+    slice_axis : int, optional
+        Run over volumes slice by slice along this axis (added by :func:`slice_by_slice`).
     """
     from monai.networks.nets import SwinUNETR
 
@@ -205,14 +211,17 @@ def build_unetr(
         The tile size (a multiple of 16 per axis); the card's tile size must equal it.
     spatial_dims : {2, 3}
         Rank of the network.
-    slice_axis : int, optional
-        Run over volumes slice by slice along this axis (see :func:`slice_by_slice`).
     **kwargs
         Any other :class:`~monai.networks.nets.UNETR` argument (``hidden_size``, ...).
 
     Returns
     -------
     torch.nn.Module
+
+    Other Parameters
+    ----------------
+    slice_axis : int, optional
+        Run over volumes slice by slice along this axis (added by :func:`slice_by_slice`).
     """
     from monai.networks.nets import UNETR
 
@@ -237,14 +246,17 @@ def build_segresnet(
         Rank of the network.
     init_filters : int
         Width of the first stage.
-    slice_axis : int, optional
-        Run over volumes slice by slice along this axis (see :func:`slice_by_slice`).
     **kwargs
         Any other :class:`~monai.networks.nets.SegResNet` argument.
 
     Returns
     -------
     torch.nn.Module
+
+    Other Parameters
+    ----------------
+    slice_axis : int, optional
+        Run over volumes slice by slice along this axis (added by :func:`slice_by_slice`).
     """
     from monai.networks.nets import SegResNet
 
@@ -261,8 +273,6 @@ def build_transunet(in_channels: int, classes: int, **kwargs: Any) -> Any:
     ----------
     in_channels, classes : int
         Input channels and output classes.
-    slice_axis : int, optional
-        Run over volumes slice by slice along this axis (see :func:`slice_by_slice`).
     **kwargs
         ``variant`` (``"base"`` or ``"tiny"``) and any :class:`~seamline_medical.transunet.TransUNet`
         parameter.
@@ -270,6 +280,11 @@ def build_transunet(in_channels: int, classes: int, **kwargs: Any) -> Any:
     Returns
     -------
     torch.nn.Module
+
+    Other Parameters
+    ----------------
+    slice_axis : int, optional
+        Run over volumes slice by slice along this axis (added by :func:`slice_by_slice`).
     """
     from .transunet import build_transunet as build
 

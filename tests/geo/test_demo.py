@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import importlib
+
 import geopandas as gpd
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
+from matplotlib.collections import LineCollection
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 from rasterio import features
 
 from seamline.cli import get_cli
 from seamline_geo.demo import BUNDLE, OUTLINES, SCENE
 
 
-def test_demo_maps_glaciers_end_to_end(tmp_path):
+def _keep_drawn(monkeypatch) -> dict:
+    """Remember the axes seamline.show draws (the attribute seamline.show is the function, not the module)."""
+    module = importlib.import_module("seamline.show")
+    drawn, original = {}, module.show
+    monkeypatch.setattr(module, "show", lambda *args, **options: drawn.setdefault("ax", original(*args, **options)))
+    return drawn
+
+
+def test_demo_maps_glaciers_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "demo"
+    drawn = _keep_drawn(monkeypatch)
     result = CliRunner().invoke(get_cli(), ["demo", "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "IoU against the RGI 6.0 outlines" in result.output
@@ -32,6 +46,16 @@ def test_demo_maps_glaciers_end_to_end(tmp_path):
         zip(polygons.geometry, polygons.class_id, strict=True), out_shape=predicted.shape, transform=labels.transform
     )
     np.testing.assert_array_equal(burned, predicted)
+
+    # the map written: a legend beside the square map, glaciers, RGI outlines, a scale bar, UTM coordinates, the IoU
+    height, width = plt.imread(out / "glaciers.png").shape[:2]
+    assert width > 1.2 * height  # the legend sits right of the square map
+    ax = drawn["ax"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["glacier", "RGI 6.0 outlines"]
+    assert any(isinstance(a, AnchoredSizeBar) for a in ax.artists)
+    assert "UTM zone 45N" in ax.get_xlabel() and ax.get_xticklabels()
+    assert f"IoU {iou:.3f}" in ax.get_title()
+    assert any(isinstance(c, LineCollection) and len(c.get_segments()) > 10 for c in ax.collections)
 
 
 def test_demo_bundle_is_safetensors_and_json_only():
