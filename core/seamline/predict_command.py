@@ -7,8 +7,9 @@ checks that OUT (and every extra output asked for) may be written *before* any m
 streams the labels (or, with ``--probabilities``, the class probabilities) to OUT, and then
 writes the extra products. Each registered :class:`~seamline.plugins.Output` (polygons,
 statistics, meshes, a preview, ...) adds its own option, so a plugin that registers an
-output extends this command too. The products
-are made from the saved file, so the model runs once.
+output extends this command too. The products are made from the saved file, so the model
+runs once; a file format without a grid of its own (a reader with ``needs_grid``, such as
+a DICOM SEG that holds only labelled slices) is read back onto the input's grid.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def command(
     click.echo(f"wrote {out} ({'probabilities' if probabilities else 'labels'}, shape {result.shape})")
     if not wanted:
         return
-    saved = io.open(out)
+    saved = io.open(out, **({"like": image} if io.reader_for(out).needs_grid else {}))
     saved = saved.replace(meta={**result.meta, **saved.meta, **{k: result.meta[k] for k in ("class_names", "colors")}})
     labels = labels_of(saved) if probabilities else saved
     for name, path in wanted.items():
