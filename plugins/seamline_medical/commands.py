@@ -12,6 +12,8 @@ number, modality, description, size, what it is and its UID, never a patient ide
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 __all__ = ["stats_command", "dicom_info_command"]
@@ -60,7 +62,7 @@ def dicom_info_command(path: str, as_json: bool) -> None:
 
     from .dicom_series import find_series
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "number": s.number,
             "modality": s.modality,
@@ -76,7 +78,8 @@ def dicom_info_command(path: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    click.echo(f"{'number':>6}  {'modality':<8} {'size':<16} description, uid")
     for row in rows:
         size = "x".join(map(str, row["size"])) if row["size"] else row["kind"]
         number = "-" if row["number"] is None else row["number"]
-        click.echo(f"{number:>5}  {row['modality']:<8} {size:<16} {row['description']!r}  uid {row['uid']}")
+        click.echo(f"{number:>6}  {row['modality']:<8} {size:<16} {row['description']!r}, uid {row['uid']}")

@@ -33,7 +33,9 @@ import numpy as np
 
 from seamline.errors import InputError
 
-__all__ = ["Stack", "Resampling", "stack_geometry", "LPS_TO_RAS", "TOLERANCE"]
+from .dicom_series import Frame
+
+__all__ = ["Stack", "Resampling", "stack_geometry", "frames_stack", "LPS_TO_RAS", "TOLERANCE"]
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: Relative tolerance of the regularity checks: 1% of the slice spacing, or of a pixel.
@@ -144,19 +146,19 @@ def stack_geometry(
         If the frames differ in orientation or pixel spacing, two lie at one position,
         or (without *resample*) the stack is irregular.
     """
-    positions = np.asarray(positions, dtype=float)
+    points = np.asarray(positions, dtype=float)
     orientation = _same(np.asarray(orientations, dtype=float), "orientations", path)
     pixel = _same(np.asarray(spacings, dtype=float), "pixel spacings", path)
     row, column = orientation[:3], orientation[3:]
     normal = np.cross(row, column)
     normal /= np.linalg.norm(normal)
     spacing = np.array([pixel[1], pixel[0]])  # along i (between columns), along j (between rows)
-    distances = positions @ normal
+    distances = points @ normal
     order = np.argsort(distances, kind="stable")
-    positions, distances = positions[order], distances[order]
-    count = len(positions)
+    points, distances = points[order], distances[order]
+    count = len(points)
     if count == 1:
-        affine = _lps_affine(row, column, normal * (thickness or 1.0), spacing, positions[0])
+        affine = _lps_affine(row, column, normal * (thickness or 1.0), spacing, points[0])
         return Stack(order, affine, (columns, rows, 1))
     gaps = np.diff(distances)
     if gaps.min() <= TOLERANCE * max(float(np.median(gaps)), 1e-6):
@@ -168,10 +170,10 @@ def stack_geometry(
         )
     step = (distances[-1] - distances[0]) / (count - 1)
     uneven = np.abs(distances - distances[0] - step * np.arange(count)).max() > TOLERANCE * step
-    in_plane = (positions - positions[0]) @ np.stack([row, column]).T / spacing
+    in_plane = (points - points[0]) @ np.stack([row, column]).T / spacing
     tilted = np.abs(in_plane).max() > TOLERANCE
     if not (uneven or tilted):
-        return Stack(order, _lps_affine(row, column, normal * step, spacing, positions[0]), (columns, rows, count))
+        return Stack(order, _lps_affine(row, column, normal * step, spacing, points[0]), (columns, rows, count))
     problem = "unevenly spaced slices" if uneven else "slices shifted within their plane (gantry tilt)"
     if uneven and tilted:
         problem = "unevenly spaced slices, shifted within their plane (gantry tilt)"
@@ -181,7 +183,66 @@ def stack_geometry(
             f"{np.abs(in_plane).max():.3g} pixels); open it with resample=True to interpolate a regular grid",
             path,
         )
-    return _regular_grid(positions[0], row, column, normal, spacing, distances, in_plane, (columns, rows), order)
+    return _regular_grid(points[0], row, column, normal, spacing, distances, in_plane, (columns, rows), order)
+
+
+def frames_stack(
+    frames: Sequence[Frame],
+    *,
+    columns: int,
+    rows: int,
+    resample: bool = False,
+    path: str | os.PathLike | None = None,
+) -> Stack:
+    """The grid of a series' frames (:func:`stack_geometry` on their position tags).
+
+    Parameters
+    ----------
+    frames : sequence of Frame
+        The series' frames.
+    columns, rows : int
+        The frame size.
+    resample : bool
+        As for :func:`stack_geometry`.
+    path : str or os.PathLike, optional
+        The series' path, for messages.
+
+    Returns
+    -------
+    Stack
+
+    Raises
+    ------
+    InputError
+        If a frame has no position, orientation or pixel spacing (not a slice in patient
+        space), or as :func:`stack_geometry` does.
+    """
+    positions, orientations, spacings = [], [], []
+    for frame in frames:
+        if frame.position is None or frame.orientation is None or frame.spacing is None:
+            what = (
+                "a position, orientation and pixel spacing for each frame"
+                if frame.index is not None
+                else ("ImagePositionPatient, ImageOrientationPatient or PixelSpacing")
+            )
+            raise InputError(
+                f"has no {what}: not slices in patient space (projection radiographs, ultrasound, "
+                "secondary captures, dose grids are not read)",
+                frame.path,
+            )
+        positions.append(frame.position)
+        orientations.append(frame.orientation)
+        spacings.append(frame.spacing)
+    return stack_geometry(
+        positions,
+        orientations,
+        spacings,
+        columns=columns,
+        rows=rows,
+        thickness=frames[0].thickness,
+        resample=resample,
+        path=path,
+    )
 
 
 def _regular_grid(

@@ -35,7 +35,7 @@ from scipy import ndimage
 from seamline.errors import InputError
 from seamline.image import Image
 
-from .dicom_geometry import Resampling, stack_geometry
+from .dicom_geometry import Resampling, frames_stack
 from .dicom_series import Series, choose_series, find_series
 from .formats import is_part10
 
@@ -43,7 +43,7 @@ __all__ = ["open_dicom", "SliceStack", "voxel_dtype", "CHUNK_BYTES"]
 
 #: Slices per chunk: as many whole slices as fit in this many bytes.
 CHUNK_BYTES = 32 * 2**20
-_INTEGERS = tuple(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32))
+_INTEGERS = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32)
 _DECODE_ERRORS = (ValueError, RuntimeError, NotImplementedError, OSError, EOFError, AttributeError, KeyError)
 
 
@@ -168,9 +168,9 @@ def voxel_dtype(stored: np.dtype, bits_stored: int | None, rescales: set[tuple[f
     low, high = _limits(stored, bits_stored)
     if all(float(s).is_integer() and float(i).is_integer() for s, i in rescales):
         ends = [s * v + i for s, i in rescales for v in (low, high)]
-        for dtype in _INTEGERS:
-            if np.iinfo(dtype).min <= min(ends) and max(ends) <= np.iinfo(dtype).max:
-                return dtype
+        for integer in _INTEGERS:
+            if np.iinfo(integer).min <= min(ends) and max(ends) <= np.iinfo(integer).max:
+                return np.dtype(integer)
     return np.dtype(np.float32)
 
 
@@ -210,18 +210,6 @@ def _check_images(series: Series, path: str) -> None:
         raise InputError("is a Siemens mosaic (several slices tiled in one image), which is not read", path)
     if series.pixel_format[-1] == "PALETTE COLOR":
         raise InputError("is a palette colour image, which is not read", path)
-    for frame in series.frames:
-        if frame.position is None or frame.orientation is None or frame.spacing is None:
-            what = (
-                "a position, orientation and pixel spacing for each frame"
-                if frame.index is not None
-                else ("ImagePositionPatient, ImageOrientationPatient or PixelSpacing")
-            )
-            raise InputError(
-                f"has no {what}: not slices in patient space (projection radiographs, ultrasound, "
-                "secondary captures, dose grids are not read)",
-                frame.path,
-            )
 
 
 def _chunks(shape: tuple[int, ...], itemsize: int, chunks: Any) -> Any:
@@ -278,17 +266,7 @@ def open_dicom(
     _check_images(chosen, path)
     _check_decodable(chosen, path)
     frames = chosen.frames
-    thickness = frames[0].thickness
-    stack = stack_geometry(
-        [f.position for f in frames],
-        [f.orientation for f in frames],
-        [f.spacing for f in frames],
-        columns=chosen.columns,
-        rows=chosen.rows,
-        thickness=thickness,
-        resample=resample,
-        path=path,
-    )
+    stack = frames_stack(frames, columns=chosen.columns, rows=chosen.rows, resample=resample, path=path)
     ordered = tuple(frames[int(m)] for m in stack.order)
     forced = os.path.isfile(path) and not is_part10(path)
     first = _decode(ordered[0].path, ordered[0].index, forced)

@@ -30,7 +30,7 @@ from seamline.atomic import atomic_output
 from seamline.errors import InputError
 from seamline.image import Image
 
-from .dicom_geometry import stack_geometry
+from .dicom_geometry import frames_stack
 from .dicom_series import Series, read_header
 from .formats import can_save_seg
 from .grids import place
@@ -40,6 +40,18 @@ __all__ = ["save_seg", "source_grid", "source_of"]
 
 #: The largest label id a SEG is written for.
 MAX_SEGMENTS = 65535
+#: Attributes a SEG copies from its source that DICOM lets be empty, but not missing.
+COPIED_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
 
 
 def source_grid(series: Series) -> tuple[np.ndarray, tuple[int, int, int]]:
@@ -55,15 +67,7 @@ def source_grid(series: Series) -> tuple[np.ndarray, tuple[int, int, int]]:
     affine : numpy.ndarray
     shape : tuple of int
     """
-    frames = series.frames
-    stack = stack_geometry(
-        [f.position for f in frames],
-        [f.orientation for f in frames],
-        [f.spacing for f in frames],
-        columns=series.columns,
-        rows=series.rows,
-        thickness=frames[0].thickness,
-    )
+    stack = frames_stack(series.frames, columns=series.columns, rows=series.rows)
     return stack.affine, stack.shape
 
 
@@ -162,14 +166,23 @@ def _descriptions(image: Image, top: int) -> list[Any]:
     return descriptions
 
 
+def _source(file: str) -> Any:
+    """A source file's header, with the attributes a SEG copies present (empty where the file has none)."""
+    header = read_header(file)
+    for keyword in COPIED_TYPE2:
+        if keyword not in header:
+            setattr(header, keyword, "")
+    return header
+
+
 def _frames(series: Series, labels: np.ndarray, path: Path) -> tuple[list[Any], np.ndarray]:
     """The source datasets and the label frames in their order: (frames, rows, columns)."""
     files = series.files
     if all(frame.index is None for frame in series.frames):
-        return [read_header(f) for f in files], np.ascontiguousarray(labels.transpose(2, 1, 0))
+        return [_source(f) for f in files], np.ascontiguousarray(labels.transpose(2, 1, 0))
     if len(files) != 1:
         raise InputError(f"the source series spreads its frames over {len(files)} multi-frame files", path)
-    source = read_header(files[0])
+    source = _source(files[0])
     frames = np.zeros((int(source.NumberOfFrames), series.rows, series.columns), labels.dtype)
     for k, frame in enumerate(series.frames):
         frames[frame.index] = labels[:, :, k].T
@@ -229,21 +242,24 @@ def save_seg(
     if top == 0:
         raise InputError("the labels hold no class but background: a SEG needs at least one segment", path)
     sources, frames = _frames(series, labels, path)
-    segmentation = hd.seg.Segmentation(
-        source_images=sources,
-        pixel_array=frames,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=_descriptions(image, top),
-        series_instance_uid=hd.UID(),
-        series_number=series_number if series_number is not None else 1000 + (series.number or 0),
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer="seamline",
-        manufacturer_model_name="seamline",
-        software_versions=seamline.__version__,
-        device_serial_number="0",
-        series_description=series_description,
-    )
+    try:
+        segmentation = hd.seg.Segmentation(
+            source_images=sources,
+            pixel_array=frames,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=_descriptions(image, top),
+            series_instance_uid=hd.UID(),
+            series_number=series_number if series_number is not None else 1000 + (series.number or 0),
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="seamline",
+            manufacturer_model_name="seamline",
+            software_versions=seamline.__version__,
+            device_serial_number="0",
+            series_description=series_description,
+        )
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise InputError(f"highdicom cannot make a SEG of this source ({type(exc).__name__}: {exc})", path) from exc
     with atomic_output(path, overwrite=overwrite) as tmp:
         segmentation.save_as(tmp)
     return os.fspath(path)

@@ -46,7 +46,8 @@ def _segments(segmentation: Any) -> tuple[dict[int, str], dict[int, tuple[int, i
         names[number] = str(item.get("SegmentLabel", f"segment {number}"))
         lab = item.get("RecommendedDisplayCIELabValue")
         if lab is not None:
-            colors[number] = tuple(int(c) for c in hd.color.CIELabColor.from_dicom_value(lab).to_rgb())
+            red, green, blue = hd.color.CIELabColor.from_dicom_value(lab).to_rgb()
+            colors[number] = (int(red), int(green), int(blue))
     return names, colors
 
 
@@ -77,7 +78,7 @@ def _by_source(segmentation: Any, series: Series, dtype: np.dtype) -> np.ndarray
     if all(f.index is None for f in frames):
         stack = segmentation.get_pixels_by_source_instance([f.sop_instance_uid for f in frames], **options)
     elif len({f.sop_instance_uid for f in frames}) == 1:
-        numbers = [f.index + 1 for f in frames]
+        numbers = [(f.index or 0) + 1 for f in frames]
         stack = segmentation.get_pixels_by_source_frame(frames[0].sop_instance_uid, numbers, **options)
     else:
         return None
@@ -120,19 +121,20 @@ def open_seg(path: str | os.PathLike, chunks: Any = None, *, like: Image | None 
     names, colors = _segments(segmentation)
     dtype = np.dtype(np.uint8 if max(names) <= 255 else np.uint16)
     series = like.meta.get("dicom") if like is not None else None
-    by_source = isinstance(series, Series) and not series.resampled
     try:
-        labels = _by_source(segmentation, series, dtype) if by_source else None
-        if labels is not None:
+        labels = None
+        if like is not None and isinstance(series, Series) and not series.resampled:
+            labels = _by_source(segmentation, series, dtype)
+        if labels is not None and like is not None:
             affine = like.affine
         else:
             labels, affine = _own_volume(segmentation, dtype, path)
             if like is not None:
                 labels = place(labels, affine, like.affine, like.spatial_shape, path=path, what="its segments")
                 affine = like.affine
+    except InputError:
+        raise
     except (ValueError, RuntimeError) as exc:
-        if isinstance(exc, InputError):
-            raise
         raise InputError(f"its segments cannot be combined into labels ({exc})", path) from exc
     data = da.from_array(labels[None], chunks=chunks if chunks is not None else -1)
     meta: dict[str, Any] = {
