@@ -180,7 +180,8 @@ def stack_geometry(
     if not resample:
         raise InputError(
             f"has {problem} (gaps {gaps.min():.4g} to {gaps.max():.4g} mm, in-plane shift up to "
-            f"{np.abs(in_plane).max():.3g} pixels); open it with resample=True to interpolate a regular grid",
+            f"{np.abs(in_plane).max():.3g} pixels); open it with resample=True (--input-option resample=true) "
+            "to interpolate a regular grid",
             path,
         )
     return _regular_grid(points[0], row, column, normal, spacing, distances, in_plane, (columns, rows), order)

@@ -40,6 +40,8 @@ __all__ = ["save_seg", "source_grid", "source_of"]
 
 #: The largest label id a SEG is written for.
 MAX_SEGMENTS = 65535
+#: Without class names, more ids than this make an intensity image, not labels.
+MAX_UNNAMED_SEGMENTS = 255
 #: Attributes a SEG copies from its source that DICOM lets be empty, but not missing.
 COPIED_TYPE2 = (
     "PatientName",
@@ -238,7 +240,10 @@ def save_seg(
     series = source_of(image, reference, path)
     affine, shape = source_grid(series)
     labels = place(_labels(image, path), image.affine, affine, shape, path=path)
-    top = max([int(k) for k in (image.meta.get("class_names") or {}) if int(k) > 0] + [int(labels.max(initial=0))])
+    named = [int(k) for k in (image.meta.get("class_names") or {})]
+    top = max([*named, int(labels.max(initial=0))])
+    if not named and top > MAX_UNNAMED_SEGMENTS:
+        raise InputError(f"values up to {top} and no class names: an intensity image, not labels for a SEG", path)
     if top == 0:
         raise InputError("the labels hold no class but background: a SEG needs at least one segment", path)
     sources, frames = _frames(series, labels, path)

@@ -406,7 +406,11 @@ def choose_series(found: list[Series], choice: int | str | None, path: str | os.
         if not images:
             kinds = ", ".join(sorted({s.kind for s in found}))
             raise InputError(f"holds no images, only {kinds}: {listing}", path)
-        raise InputError(f"holds {len(images)} image series; choose one with series=NUMBER or UID: {listing}", path)
+        raise InputError(
+            f"holds {len(images)} image series; choose one with series=NUMBER or UID "
+            f"(--input-option series=... on the command line): {listing}",
+            path,
+        )
     text = str(choice).strip()
     matches = [s for s in found if s.uid == text]
     if not matches and text.lstrip("-").isdigit():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
@@ -18,7 +19,7 @@ from pydicom.uid import MPEG4HP41, HTJ2KLossless, RLELossless
 import seamline
 from seamline_medical import dicom_read
 from tests.medical.dicom_helpers import write_series
-from tests.medical.test_predict import ThresholdPlugin, build_threshold
+from tests.medical.test_predict import THRESHOLD, ThresholdPlugin, build_threshold
 
 SHAPE = (16, 12, 6)
 AFFINE = np.array([[-0.8, 0, 0, 40.0], [0, -0.8, 0, 30.0], [0, 0, 2.5, -20.0], [0, 0, 0, 1]])
@@ -93,6 +94,12 @@ def test_several_series_from_the_command_line(two_series, bundle, tmp_path):
     result = run("predict", two_series, tmp_path / "out.nii.gz", "--model", bundle, "--no-progress")
     expect_refusal(result, two_series, "holds 2 image series; choose one")
     assert not (tmp_path / "out.nii.gz").exists()
+    args = ("predict", two_series, tmp_path / "out.nii.gz", "--model", bundle, "--no-progress", "--tile-size", 8)
+    result = run(*args, "--input-option", "series=7")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(np.asanyarray(nib.load(tmp_path / "out.nii.gz").dataobj), volume(1) > THRESHOLD)
+    result = run(*args, "--input-option", "series", "--overwrite")
+    assert result.exit_code == 2 and result.output.startswith("error: a reader option is KEY=VALUE, got 'series'")
     listing = run("dicom-info", two_series)
     assert listing.exit_code == 0
     lines = listing.output.strip().splitlines()

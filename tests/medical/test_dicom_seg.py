@@ -122,6 +122,8 @@ def test_labels_off_the_grid_or_not_labels_are_refused(tmp_path, series):
         seamline.save(shifted, tmp_path / "a.dcm")
     with pytest.raises(seamline.InputError, match="integer labels"):
         seamline.save(image.replace(data=image.data.astype(np.float32)), tmp_path / "b.dcm")
+    with pytest.raises(seamline.InputError, match="an intensity image, not labels"):
+        seamline.save(image.replace(data=(image.data + 1000).astype(np.uint16)), tmp_path / "d.dcm")
     with pytest.raises(seamline.InputError, match="no class but background"):
         empty = labels.replace(data=labels.data * 0, meta={**labels.meta, "class_names": None})
         seamline.save(empty, tmp_path / "c.dcm")
