@@ -98,7 +98,10 @@ def _same(values: np.ndarray, what: str, path: str | os.PathLike | None) -> np.n
     return values[0]
 
 
-def _lps_affine(row: np.ndarray, column: np.ndarray, normal: np.ndarray, spacing: np.ndarray, origin: np.ndarray):
+def _lps_affine(
+    row: np.ndarray, column: np.ndarray, normal: np.ndarray, spacing: np.ndarray, origin: np.ndarray
+) -> np.ndarray:
+    """The RAS affine of axes *row* and *column* (scaled by *spacing*), slice step *normal*, at *origin* (LPS)."""
     affine = np.eye(4)
     affine[:3, 0], affine[:3, 1], affine[:3, 2], affine[:3, 3] = row * spacing[0], column * spacing[1], normal, origin
     return LPS_TO_RAS @ affine

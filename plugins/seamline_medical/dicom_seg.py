@@ -239,7 +239,7 @@ def save_seg(
         raise InputError("is not a DICOM path (.dcm)", path)
     series = source_of(image, reference, path)
     affine, shape = source_grid(series)
-    labels = place(_labels(image, path), image.affine, affine, shape, path=path)
+    labels = place(_labels(image, path), np.asarray(image.affine), affine, shape, path=path)
     named = [int(k) for k in (image.meta.get("class_names") or {})]
     top = max([*named, int(labels.max(initial=0))])
     if not named and top > MAX_UNNAMED_SEGMENTS:

@@ -130,7 +130,8 @@ def open_seg(path: str | os.PathLike, chunks: Any = None, *, like: Image | None 
         else:
             labels, affine = _own_volume(segmentation, dtype, path)
             if like is not None:
-                labels = place(labels, affine, like.affine, like.spatial_shape, path=path, what="its segments")
+                target = np.asarray(like.affine)
+                labels = place(labels, affine, target, like.spatial_shape, path=path, what="its segments")
                 affine = like.affine
     except InputError:
         raise
