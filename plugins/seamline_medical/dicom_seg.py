@@ -168,23 +168,29 @@ def _descriptions(image: Image, top: int) -> list[Any]:
     return descriptions
 
 
-def _source(file: str) -> Any:
-    """A source file's header, with the attributes a SEG copies present (empty where the file has none)."""
+def _source(file: str, thickness: float) -> Any:
+    """A source file's header with everything a SEG copies from it.
+
+    Attributes DICOM lets be empty are set empty where missing; a missing ``SliceThickness``
+    becomes the slice step *thickness*.
+    """
     header = read_header(file)
     for keyword in COPIED_TYPE2:
         if keyword not in header:
             setattr(header, keyword, "")
+    if header.get("SliceThickness") in (None, ""):
+        header.SliceThickness = f"{thickness:.6g}"
     return header
 
 
-def _frames(series: Series, labels: np.ndarray, path: Path) -> tuple[list[Any], np.ndarray]:
+def _frames(series: Series, labels: np.ndarray, step: float, path: Path) -> tuple[list[Any], np.ndarray]:
     """The source datasets and the label frames in their order: (frames, rows, columns)."""
     files = series.files
     if all(frame.index is None for frame in series.frames):
-        return [_source(f) for f in files], np.ascontiguousarray(labels.transpose(2, 1, 0))
+        return [_source(f, step) for f in files], np.ascontiguousarray(labels.transpose(2, 1, 0))
     if len(files) != 1:
         raise InputError(f"the source series spreads its frames over {len(files)} multi-frame files", path)
-    source = _source(files[0])
+    source = _source(files[0], step)
     frames = np.zeros((int(source.NumberOfFrames), series.rows, series.columns), labels.dtype)
     for k, frame in enumerate(series.frames):
         frames[frame.index] = labels[:, :, k].T
@@ -246,7 +252,7 @@ def save_seg(
         raise InputError(f"values up to {top} and no class names: an intensity image, not labels for a SEG", path)
     if top == 0:
         raise InputError("the labels hold no class but background: a SEG needs at least one segment", path)
-    sources, frames = _frames(series, labels, path)
+    sources, frames = _frames(series, labels, float(np.linalg.norm(affine[:3, 2])), path)
     try:
         segmentation = hd.seg.Segmentation(
             source_images=sources,

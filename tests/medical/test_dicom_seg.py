@@ -130,6 +130,19 @@ def test_labels_off_the_grid_or_not_labels_are_refused(tmp_path, series):
     assert not any(tmp_path.glob("*.dcm"))
 
 
+def test_a_source_without_optional_attributes_gets_a_seg(tmp_path, series):
+    folder, _, _ = series
+    for file in folder.iterdir():  # attributes DICOM lets a CT leave out, but highdicom copies
+        ds = pydicom.dcmread(file)
+        for keyword in ("SliceThickness", "PatientSex", "StudyID", "AccessionNumber", "ReferringPhysicianName"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.save_as(file)
+    labels = labelled(seamline.open(folder))
+    path = seamline.save(labels, tmp_path / "organs.dcm")
+    np.testing.assert_array_equal(seg_frames_by_source(path, folder), labels.data[0].compute())
+
+
 def test_a_resampled_series_has_no_frames_to_reference(tmp_path):
     positions = [(0.0, 0.5 * m, 2.0 * m) for m in range(5)]
     affine = np.diag([-1.0, -1.0, 2.0, 1.0])
