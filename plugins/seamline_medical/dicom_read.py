@@ -36,7 +36,7 @@ from seamline.errors import InputError
 from seamline.image import Image
 
 from .dicom_geometry import Resampling, frames_stack
-from .dicom_series import Series, choose_series, find_series
+from .dicom_series import Series, choose_series, find_series, without_values
 from .formats import is_part10
 
 __all__ = ["open_dicom", "SliceStack", "voxel_dtype", "CHUNK_BYTES"]
@@ -54,7 +54,7 @@ def _decode(path: str, index: int | None, forced: bool) -> np.ndarray:
             return pixel_array(pydicom.dcmread(path, force=True), index=index)
         return pixel_array(path, index=index)
     except _DECODE_ERRORS as exc:
-        raise InputError(f"pixel data cannot be decoded ({type(exc).__name__}: {exc})", path) from exc
+        raise InputError(f"pixel data cannot be decoded ({without_values(exc)})", path) from exc
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,7 +31,7 @@ from seamline.errors import InputError
 from seamline.image import Image
 
 from .dicom_geometry import frames_stack
-from .dicom_series import Series, read_header
+from .dicom_series import Series, read_header, without_values
 from .formats import can_save_seg
 from .grids import place
 from .segment_codes import segment_codes
@@ -270,7 +270,7 @@ def save_seg(
             series_description=series_description,
         )
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise InputError(f"highdicom cannot make a SEG of this source ({type(exc).__name__}: {exc})", path) from exc
+        raise InputError(f"highdicom cannot make a SEG of this source ({without_values(exc)})", path) from exc
     with atomic_output(path, overwrite=overwrite) as tmp:
         segmentation.save_as(tmp)
     return os.fspath(path)

@@ -27,7 +27,7 @@ from seamline.errors import InputError
 from seamline.image import Image
 
 from .dicom_geometry import LPS_TO_RAS
-from .dicom_series import Series
+from .dicom_series import Series, without_values
 from .grids import place
 
 __all__ = ["open_seg"]
@@ -56,7 +56,7 @@ def _own_volume(segmentation: Any, dtype: np.dtype, path: str) -> tuple[np.ndarr
     try:
         volume = segmentation.get_volume(combine_segments=True, dtype=dtype)
     except (ValueError, RuntimeError) as exc:
-        raise InputError(f"its frames do not form one volume ({exc})", path) from exc
+        raise InputError(f"its frames do not form one volume ({without_values(exc)})", path) from exc
     array = np.asarray(volume.array).transpose(2, 1, 0)
     affine = LPS_TO_RAS @ np.asarray(volume.affine, dtype=float) @ _TO_COLUMN_ROW_SLICE
     lps = LPS_TO_RAS @ affine
@@ -117,7 +117,7 @@ def open_seg(path: str | os.PathLike, chunks: Any = None, *, like: Image | None 
     try:
         segmentation = hd.seg.segread(path)
     except (ValueError, OSError, AttributeError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot be read as a DICOM SEG ({type(exc).__name__}: {exc})", path) from exc
+        raise InputError(f"cannot be read as a DICOM SEG ({without_values(exc)})", path) from exc
     names, colors = _segments(segmentation)
     dtype = np.dtype(np.uint8 if max(names) <= 255 else np.uint16)
     series = like.meta.get("dicom") if like is not None else None
@@ -136,7 +136,7 @@ def open_seg(path: str | os.PathLike, chunks: Any = None, *, like: Image | None 
     except InputError:
         raise
     except (ValueError, RuntimeError) as exc:
-        raise InputError(f"its segments cannot be combined into labels ({exc})", path) from exc
+        raise InputError(f"its segments cannot be combined into labels ({without_values(exc)})", path) from exc
     data = da.from_array(labels[None], chunks=chunks if chunks is not None else -1)
     meta: dict[str, Any] = {
         "anchor": "center",

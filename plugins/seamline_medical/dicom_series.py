@@ -17,13 +17,15 @@ read: the one image series, or the one named by ``SeriesNumber`` or
 
 Patient and study identifiers are kept in :attr:`Series.identifiers`, for writers that
 must copy them (a DICOM SEG), and never shown: a :class:`Series` prints and formats
-without them.
+without them, and errors from pydicom or highdicom are passed on with the values they
+quote hidden (:func:`without_values`: an invalid birth date would be quoted).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,16 @@ from seamline.errors import InputError
 
 from .formats import SEG_SOP_CLASS, is_part10
 
-__all__ = ["Frame", "Series", "find_series", "choose_series", "dicom_files", "read_header", "IDENTIFIERS"]
+__all__ = [
+    "Frame",
+    "Series",
+    "find_series",
+    "choose_series",
+    "dicom_files",
+    "read_header",
+    "without_values",
+    "IDENTIFIERS",
+]
 
 #: Attributes that identify the patient or the study: kept in ``Series.identifiers``, never printed.
 IDENTIFIERS = (
@@ -53,6 +64,23 @@ IDENTIFIERS = (
     "InstitutionName",
 )
 _READ_ERRORS = (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError)
+
+
+def without_values(exc: BaseException) -> str:
+    """``Type: message`` of a pydicom or highdicom error, with every quoted value hidden.
+
+    Their messages quote the value they could not take (``Unable to convert '19010203x'
+    to 'DA' object``), which may be a patient's; seamline's messages never carry one.
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    str
+    """
+    return f"{type(exc).__name__}: " + re.sub(r"(['\"]).*?\1", r"\1...\1", str(exc))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,7 +207,7 @@ def read_header(path: str | os.PathLike, *, force: bool = False) -> pydicom.Data
     try:
         return pydicom.dcmread(path, stop_before_pixels=True, force=force)
     except _READ_ERRORS as exc:
-        raise InputError(f"cannot be read as DICOM ({type(exc).__name__}: {exc})", path) from exc
+        raise InputError(f"cannot be read as DICOM ({without_values(exc)})", path) from exc
 
 
 def _dicomdir_files(dicomdir: Path) -> list[str]:
@@ -190,7 +218,7 @@ def _dicomdir_files(dicomdir: Path) -> list[str]:
         fileset = FileSet(pydicom.dcmread(dicomdir))
         return [os.fspath(instance.path) for instance in fileset]
     except _READ_ERRORS as exc:
-        raise InputError(f"cannot be read as a DICOMDIR ({type(exc).__name__}: {exc})", dicomdir) from exc
+        raise InputError(f"cannot be read as a DICOMDIR ({without_values(exc)})", dicomdir) from exc
 
 
 def dicom_files(path: str | os.PathLike) -> tuple[list[str], bool]:
@@ -360,15 +388,15 @@ def find_series(path: str | os.PathLike) -> list[Series]:
     """
     files, forced = dicom_files(path)
     groups: dict[str, list[tuple[str, pydicom.Dataset]]] = {}
+    found = []
     for file in files:
         ds = read_header(file, force=forced)
         groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((file, ds))
-    found = []
     for headers in groups.values():
         try:
             series = _series(headers)
         except (ValueError, TypeError, AttributeError) as exc:
-            what = f"{type(exc).__name__}: {exc}"
+            what = without_values(exc)
             raise InputError(f"has an attribute that cannot be read ({what})", headers[0][0]) from exc
         if series.kind == "image":
             _check_uniform(series, headers)

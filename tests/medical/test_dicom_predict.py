@@ -5,7 +5,8 @@ threshold``. The real CT, written as a DICOM series with distinctive patient
 identifiers, goes through the command line to a SEG (with statistics and a preview) and
 to NIfTI; the SEG reloads through highdicom onto the source frames, the NIfTI has
 dicom2nifti's geometry. No output but the SEG (which must copy the patient, as DICOM
-requires) and no line of output or log carries the patient's name, ID or birth date.
+requires) and no line of output or log carries the patient's name, ID or birth date, not
+even when the values are malformed (pydicom's warnings and highdicom's errors quote them).
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ def test_no_patient_identifier_in_outputs_logs_or_errors(tmp_path, bundle, ct_se
     other = tmp_path / "two" / "second"
     write_series(volume[:, :, :4], np.eye(4), other, patient=PATIENT, series_number=9)
     shutil.copytree(folder, tmp_path / "two" / "first")
+    malformed = {**PATIENT, "PatientBirthDate": "19020317x", "PatientAge": "Quorralind"}  # not DA, not AS
+    write_series(volume[:, :, :4], np.eye(4), tmp_path / "odd", patient=malformed)
+    caplog.clear()  # pydicom warned while the test wrote the malformed values; seamline must not
     results = [
         run("predict", folder, out / "organs.dcm", "--model", bundle, "--no-progress",
             "--stats", out / "organs.csv", "--preview", out / "organs.png"),
@@ -108,8 +112,11 @@ def test_no_patient_identifier_in_outputs_logs_or_errors(tmp_path, bundle, ct_se
         run("dicom-info", folder, "--json"),
         run("predict", tmp_path / "two", out / "never.dcm", "--model", bundle),  # several series: an error
         run("predict", folder, out / "probabilities.dcm", "--model", bundle, "--scores", "--no-progress"),
+        run("dicom-info", tmp_path / "odd"),
+        run("predict", tmp_path / "odd", out / "odd.dcm", "--model", bundle, "--no-progress", "--tile-size", 4),
     ]  # fmt: skip
-    assert [r.exit_code for r in results] == [0, 0, 0, 0, 0, 2, 2], [r.output for r in results]
+    assert [r.exit_code for r in results] == [0, 0, 0, 0, 0, 2, 2, 0, 2], [r.output for r in results]
+    assert "highdicom cannot make a SEG" in results[8].output  # its birth date is no date
     assert "holds 2 image series" in results[5].output and "labels" in results[6].output
     written = sorted(p for p in out.iterdir() if p.is_file())
     assert {p.name for p in written} >= {"organs.dcm", "organs.csv", "organs.png", "organs.nii.gz", "again.csv"}
