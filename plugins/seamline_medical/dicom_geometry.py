@@ -33,7 +33,7 @@ import numpy as np
 
 from seamline.errors import InputError
 
-from .dicom_series import Frame
+from .dicom_frames import Frame
 
 __all__ = ["Stack", "Resampling", "stack_geometry", "frames_stack", "LPS_TO_RAS", "TOLERANCE"]
 

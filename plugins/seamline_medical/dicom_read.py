@@ -35,8 +35,9 @@ from scipy import ndimage
 from seamline.errors import InputError
 from seamline.image import Image
 
+from .dicom_files import without_values
 from .dicom_geometry import Resampling, frames_stack
-from .dicom_series import Series, choose_series, find_series, without_values
+from .dicom_series import Series, choose_series, find_series
 from .formats import is_part10
 
 __all__ = ["open_dicom", "SliceStack", "voxel_dtype", "CHUNK_BYTES"]

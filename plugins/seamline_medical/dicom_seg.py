@@ -30,8 +30,9 @@ from seamline.atomic import atomic_output
 from seamline.errors import InputError
 from seamline.image import Image
 
+from .dicom_files import read_header, without_values
 from .dicom_geometry import frames_stack
-from .dicom_series import Series, read_header, without_values
+from .dicom_series import Series
 from .formats import can_save_seg
 from .grids import place
 from .segment_codes import segment_codes

@@ -26,8 +26,9 @@ import numpy as np
 from seamline.errors import InputError
 from seamline.image import Image
 
+from .dicom_files import without_values
 from .dicom_geometry import LPS_TO_RAS
-from .dicom_series import Series, without_values
+from .dicom_series import Series
 from .grids import place
 
 __all__ = ["open_seg"]

@@ -1,12 +1,9 @@
-"""DICOM series: finding the files, grouping them into series, choosing one.
+"""DICOM series: grouping the files at a path into series, and choosing one.
 
-A path given to the DICOM reader is a folder (searched recursively for Part 10 files),
-a ``DICOMDIR`` (or a folder holding one: its records name the files), or one file. Every
-file's header is read, without its pixels, and the files are grouped by
-``SeriesInstanceUID`` into :class:`Series`. A series is a stack of :class:`Frame`
-records, one per 2D image: a single-frame file is one frame, an enhanced multi-frame file
-gives one frame per item of its ``PerFrameFunctionalGroupsSequence`` (position,
-orientation, pixel spacing and rescale looked up per frame, then in the shared groups).
+Every file at the path (:func:`seamline_medical.dicom_files.dicom_files`) has its header
+read, without its pixels, and the files are grouped by ``SeriesInstanceUID`` into
+:class:`Series`: a stack of :class:`~seamline_medical.dicom_frames.Frame` records, one
+per 2D image (a multi-frame file gives several).
 
 Objects that are not images (structured reports, RT structure sets and plans, key
 objects, presentation states: anything without ``Rows``) and segmentations (SEG) form
@@ -17,36 +14,24 @@ read: the one image series, or the one named by ``SeriesNumber`` or
 
 Patient and study identifiers are kept in :attr:`Series.identifiers`, for writers that
 must copy them (a DICOM SEG), and never shown: a :class:`Series` prints and formats
-without them, and errors from pydicom or highdicom are passed on with the values they
-quote hidden (:func:`without_values`: an invalid birth date would be quoted).
+without them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
-from collections.abc import Iterable, Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
 
 import pydicom
-from pydicom.errors import InvalidDicomError
 
 from seamline.errors import InputError
 
-from .formats import SEG_SOP_CLASS, is_part10
+from .dicom_files import dicom_files, read_header, without_values
+from .dicom_frames import Frame, frames_of
+from .formats import SEG_SOP_CLASS
 
-__all__ = [
-    "Frame",
-    "Series",
-    "find_series",
-    "choose_series",
-    "dicom_files",
-    "read_header",
-    "without_values",
-    "IDENTIFIERS",
-]
+__all__ = ["Series", "find_series", "choose_series", "IDENTIFIERS"]
 
 #: Attributes that identify the patient or the study: kept in ``Series.identifiers``, never printed.
 IDENTIFIERS = (
@@ -63,57 +48,6 @@ IDENTIFIERS = (
     "ReferringPhysicianName",
     "InstitutionName",
 )
-_READ_ERRORS = (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError, AttributeError)
-
-
-def without_values(exc: BaseException) -> str:
-    """``Type: message`` of a pydicom or highdicom error, with every quoted value hidden.
-
-    Their messages quote the value they could not take (``Unable to convert '19010203x'
-    to 'DA' object``), which may be a patient's; seamline's messages never carry one.
-
-    Parameters
-    ----------
-    exc : BaseException
-
-    Returns
-    -------
-    str
-    """
-    return f"{type(exc).__name__}: " + re.sub(r"(['\"]).*?\1", r"\1...\1", str(exc))
-
-
-@dataclasses.dataclass(frozen=True)
-class Frame:
-    """One 2D image of a series: a file, and the frame within it for a multi-frame file.
-
-    Attributes
-    ----------
-    path : str
-        The file.
-    index : int or None
-        The 0-based frame number in a multi-frame file; None for a single-frame file.
-    position, orientation, spacing : tuple of float or None
-        ``ImagePositionPatient`` (LPS mm), ``ImageOrientationPatient`` (row then column
-        direction cosines) and ``PixelSpacing`` (between rows, between columns); None
-        when the image does not say.
-    slope, intercept : float
-        ``RescaleSlope`` and ``RescaleIntercept`` (1 and 0 when absent).
-    thickness : float or None
-        ``SpacingBetweenSlices``, else ``SliceThickness``: the slice step of a single slice.
-    sop_instance_uid : str
-        The image's ``SOPInstanceUID``.
-    """
-
-    path: str
-    index: int | None
-    position: tuple[float, ...] | None
-    orientation: tuple[float, ...] | None
-    spacing: tuple[float, ...] | None
-    slope: float
-    intercept: float
-    thickness: float | None
-    sop_instance_uid: str
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -185,135 +119,6 @@ class Series:
         return f"Series({self.summary()}; patient and study identifiers hidden)"
 
 
-def read_header(path: str | os.PathLike, *, force: bool = False) -> pydicom.Dataset:
-    """The header of a DICOM file, without its pixel data.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file.
-    force : bool
-        Read a file without the Part 10 preamble too.
-
-    Returns
-    -------
-    pydicom.Dataset
-
-    Raises
-    ------
-    InputError
-        If the file cannot be parsed as DICOM.
-    """
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=True, force=force)
-    except _READ_ERRORS as exc:
-        raise InputError(f"cannot be read as DICOM ({without_values(exc)})", path) from exc
-
-
-def _dicomdir_files(dicomdir: Path) -> list[str]:
-    """The files a DICOMDIR's records reference."""
-    from pydicom.fileset import FileSet
-
-    try:
-        fileset = FileSet(pydicom.dcmread(dicomdir))
-        return [os.fspath(instance.path) for instance in fileset]
-    except _READ_ERRORS as exc:
-        raise InputError(f"cannot be read as a DICOMDIR ({without_values(exc)})", dicomdir) from exc
-
-
-def dicom_files(path: str | os.PathLike) -> tuple[list[str], bool]:
-    """The DICOM files at *path*: a folder (recursively), a DICOMDIR, or one file.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-
-    Returns
-    -------
-    files : list of str
-        In name order (a DICOMDIR's in record order).
-    forced : bool
-        True for a single file named by the user, which is read even without the preamble.
-
-    Raises
-    ------
-    InputError
-        If the folder holds no DICOM file.
-    """
-    path = Path(path)
-    if path.is_dir() and (path / "DICOMDIR").is_file():
-        path = path / "DICOMDIR"
-    if path.is_file():
-        return (_dicomdir_files(path), False) if path.name.upper() == "DICOMDIR" else ([os.fspath(path)], True)
-    files = []
-    for root, dirs, names in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [os.path.join(root, n) for n in sorted(names) if not n.startswith(".") and is_part10(Path(root, n))]
-    if not files:
-        raise InputError("holds no DICOM files (Part 10 files start with a preamble and 'DICM')", path)
-    return files, False
-
-
-def _number(value: Any) -> float | None:
-    return None if value is None or value == "" else float(value)
-
-
-def _lookup(groups: Iterable[Any], sequence: str, keyword: str) -> Any:
-    """An attribute of a functional group: in the per-frame item first, then the shared one."""
-    for group in groups:
-        if group is not None and sequence in group and len(group[sequence].value) and keyword in group[sequence][0]:
-            return group[sequence][0][keyword].value
-    return None
-
-
-def _floats(value: Any) -> tuple[float, ...] | None:
-    return None if value is None else tuple(float(v) for v in value)
-
-
-def _frames(ds: pydicom.Dataset, path: str) -> list[Frame]:
-    """One Frame per image of the file: per-frame functional groups for enhanced multi-frame files."""
-    uid = str(ds.get("SOPInstanceUID", ""))
-    thickness = _number(ds.get("SpacingBetweenSlices")) or _number(ds.get("SliceThickness"))
-    slope, intercept = _number(ds.get("RescaleSlope")), _number(ds.get("RescaleIntercept"))
-    if "PerFrameFunctionalGroupsSequence" not in ds:
-        count = int(ds.get("NumberOfFrames") or 1)  # several frames here have no position each
-        return [
-            Frame(
-                path,
-                None if count == 1 else index,
-                _floats(ds.get("ImagePositionPatient")) if count == 1 else None,
-                _floats(ds.get("ImageOrientationPatient")),
-                _floats(ds.get("PixelSpacing")),
-                1.0 if slope is None else slope,
-                0.0 if intercept is None else intercept,
-                thickness,
-                uid,
-            )
-            for index in range(count)
-        ]
-    shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else None
-    frames = []
-    for index, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
-        groups = (item, shared)
-        frame_slope = _number(_lookup(groups, "PixelValueTransformationSequence", "RescaleSlope"))
-        frame_intercept = _number(_lookup(groups, "PixelValueTransformationSequence", "RescaleIntercept"))
-        step = _number(_lookup(groups, "PixelMeasuresSequence", "SpacingBetweenSlices"))
-        frames.append(
-            Frame(
-                path,
-                index,
-                _floats(_lookup(groups, "PlanePositionSequence", "ImagePositionPatient")),
-                _floats(_lookup(groups, "PlaneOrientationSequence", "ImageOrientationPatient")),
-                _floats(_lookup(groups, "PixelMeasuresSequence", "PixelSpacing")),
-                frame_slope if frame_slope is not None else (1.0 if slope is None else slope),
-                frame_intercept if frame_intercept is not None else (0.0 if intercept is None else intercept),
-                step or _number(_lookup(groups, "PixelMeasuresSequence", "SliceThickness")) or thickness,
-                uid,
-            )
-        )
-    return frames
-
-
 def _kind(ds: pydicom.Dataset) -> str:
     sop_class = str(ds.get("SOPClassUID", ""))
     if sop_class == SEG_SOP_CLASS:
@@ -333,7 +138,7 @@ def _series(headers: list[tuple[str, pydicom.Dataset]]) -> Series:
     kept = [(p, ds) for p, ds in headers if not _is_localizer(ds)] or headers
     first = kept[0][1]
     kind = _kind(first)
-    frames = [frame for path, ds in kept for frame in _frames(ds, path)] if kind == "image" else []
+    frames = [frame for path, ds in kept for frame in frames_of(ds, path)] if kind == "image" else []
     syntaxes = {str(getattr(ds.get("file_meta", None), "TransferSyntaxUID", "") or "") for _, ds in kept}
     number = first.get("SeriesNumber")
     pixel_format = tuple(first.get(k) for k in ("BitsAllocated", "BitsStored", "PixelRepresentation"))
