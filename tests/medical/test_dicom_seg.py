@@ -96,6 +96,16 @@ def test_seg_reads_back_as_the_labels(tmp_path, series):
 
     placed = place(own.data.compute()[0], own.affine, image.affine, image.spatial_shape)
     np.testing.assert_array_equal(placed, expected[0])
+    from click.testing import CliRunner
+
+    from seamline.cli import get_cli
+
+    nifti = seamline.save(labels, tmp_path / "organs.nii.gz")  # evaluate reads the SEG on this file's grid
+    args = ["evaluate", nifti, path, "--classes", "4", "--json", tmp_path / "report.json"]
+    result = CliRunner().invoke(get_cli(), [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["summary"]["pixel_accuracy"] == 1.0, report
     reoriented_like = reorient(image, "RAS")  # not the source series: placed by shared voxels
     np.testing.assert_array_equal(
         seamline.open(path, like=reoriented_like.replace(meta={})).data.compute(), reorient(labels).data.compute()
