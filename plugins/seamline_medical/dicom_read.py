@@ -222,8 +222,8 @@ def _chunks(shape: tuple[int, ...], itemsize: int, chunks: Any) -> Any:
 
 def open_dicom(
     path: str | os.PathLike,
-    chunks: Any = None,
     *,
+    chunks: Any = None,
     series: int | str | None = None,
     resample: bool = False,
 ) -> Image:

@@ -86,7 +86,7 @@ def _by_source(segmentation: Any, series: Series, dtype: np.dtype) -> np.ndarray
     return np.ascontiguousarray(np.asarray(stack).transpose(2, 1, 0))
 
 
-def open_seg(path: str | os.PathLike, chunks: Any = None, *, like: Image | None = None) -> Image:
+def open_seg(path: str | os.PathLike, *, chunks: Any = None, like: Image | None = None) -> Image:
     """Open a DICOM SEG as a label volume.
 
     Parameters

@@ -114,7 +114,7 @@ def test_no_patient_identifier_in_outputs_logs_or_errors(tmp_path, bundle, ct_se
         run("dicom-info", folder),
         run("dicom-info", folder, "--json"),
         run("predict", tmp_path / "two", out / "never.dcm", "--model", bundle),  # several series: an error
-        run("predict", folder, out / "probabilities.dcm", "--model", bundle, "--scores", "--no-progress"),
+        run("predict", folder, out / "probabilities.dcm", "--model", bundle, "--probabilities", "--no-progress"),
         run("dicom-info", tmp_path / "odd"),
         run("predict", tmp_path / "odd", out / "odd.dcm", "--model", bundle, "--no-progress", "--tile-size", 4),
     ]  # fmt: skip

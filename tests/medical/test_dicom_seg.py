@@ -106,7 +106,7 @@ def test_seg_reads_back_as_the_labels(tmp_path, series):
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["summary"]["pixel_accuracy"] == 1.0, report
-    reoriented_like = reorient(image, "RAS")  # not the source series: placed by shared voxels
+    reoriented_like = reorient(image, axcodes="RAS")  # not the source series: placed by shared voxels
     np.testing.assert_array_equal(
         seamline.open(path, like=reoriented_like.replace(meta={})).data.compute(), reorient(labels).data.compute()
     )
@@ -114,7 +114,7 @@ def test_seg_reads_back_as_the_labels(tmp_path, series):
 
 def test_reference_option_places_labels_in_any_axis_order(tmp_path, series):
     folder, image, labels = series
-    stored = reorient(labels, "LPI").replace(meta={"class_names": NAMES})  # another axis order, no DICOM meta
+    stored = reorient(labels, axcodes="LPI").replace(meta={"class_names": NAMES})  # another axis order, no DICOM meta
     with pytest.raises(seamline.InputError, match="pass reference=<the DICOM series>"):
         seamline.save(stored, tmp_path / "nowhere.dcm")
     path = seamline.save(stored, tmp_path / "organs.dcm", reference=folder)
