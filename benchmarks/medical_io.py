@@ -1,4 +1,4 @@
-"""Benchmark NIfTI streaming and the geometry round trip; prints one table.
+"""Benchmark NIfTI streaming, DICOM series reading and the geometry round trip; prints one table.
 
 Each measurement runs in its own child process; a thread samples its resident memory
 every 5 ms, and the table gives the peak above the RSS right after imports, also divided
@@ -7,7 +7,10 @@ by the volume's size in memory. Rows:
 - write ``.nii`` / ``.nii.gz`` from a lazy volume (seamline streams blocks into a memory
   map) vs nibabel (``nib.save`` of the in-memory array);
 - read + organ statistics of a label volume (chunk by chunk) vs nibabel + NumPy bincount;
-- the geometry round trip (LPS -> RAS, 1.5x resample, back) written to ``.nii``.
+- the geometry round trip (LPS -> RAS, 1.5x resample, back) written to ``.nii``;
+- a DICOM series (one file per slice, 12-bit CT with a rescale): read + mean and standard
+  deviation, slab by slab, vs SimpleITK's ``ImageSeriesReader`` (the whole volume);
+- a DICOM series converted to ``.nii`` (streamed) vs dicom2nifti.
 
 Usage::
 
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 CHILD = r"""
 import json, os, sys, threading, time
@@ -65,6 +69,21 @@ elif task == "seamline-stats":
     organ_statistics(seamline.open(f"{folder}/labels.nii.gz"))
 elif task == "nibabel-stats":
     np.bincount(np.asanyarray(nib.load(f"{folder}/labels.nii.gz").dataobj).ravel())
+elif task == "seamline-dicom-stats":
+    image = seamline.open(f"{folder}/series")
+    da.compute(image.data.mean(), image.data.std())
+elif task == "simpleitk-dicom-stats":
+    import SimpleITK as sitk
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(f"{folder}/series"))
+    volume = reader.Execute()
+    array = sitk.GetArrayViewFromImage(volume)  # a view: volume must outlive it
+    array.mean(), array.std()
+elif task == "seamline-dicom-nii":
+    save_nifti(seamline.open(f"{folder}/series"), f"{folder}/d.nii")
+elif task == "dicom2nifti-dicom-nii":
+    import dicom2nifti
+    dicom2nifti.convert_dicom.dicom_series_to_nifti(f"{folder}/series", f"{folder}/d2n.nii", reorient_nifti=False)
 elif task == "seamline-roundtrip":
     image = seamline.open(f"{folder}/s.nii")
     model_input, restore = prepare_input(image, SimpleNamespace(target_spacing=(1.8, 1.8, 3.0), spatial_dims=3))
@@ -92,6 +111,18 @@ def _labels(folder: str, shape: tuple[int, ...]) -> None:
     nib.save(nib.Nifti1Image(labels.astype(np.uint8), np.eye(4)), f"{folder}/labels.nii.gz")
 
 
+def _series(folder: str, shape: tuple[int, ...]) -> None:
+    """The volume as a DICOM CT series, one file per slice (the tests' writer)."""
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.medical.dicom_helpers import write_series
+
+    volume = np.random.default_rng(0).integers(-1000, 2000, shape).astype(np.int16)
+    affine = np.diag([-0.8, -0.8, 1.5, 1.0])
+    write_series(volume, affine, Path(folder) / "series", rescale=(1.0, -1024.0), stored=np.uint16, bits_stored=12)
+
+
 def main() -> None:
     """Run every measurement and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -100,12 +131,15 @@ def main() -> None:
     volume_mib = 2 * shape[0] * shape[1] * shape[2] / 2**20
     with tempfile.TemporaryDirectory() as folder:
         _labels(folder, shape)
+        _series(folder, shape)
         rows = []
         for seamline_task, reference in (
             ("seamline-write-nii", "nibabel-write-nii"),
             ("seamline-write-nii.gz", "nibabel-write-nii.gz"),
             ("seamline-stats", "nibabel-stats"),
             ("seamline-roundtrip", None),
+            ("seamline-dicom-stats", "simpleitk-dicom-stats"),
+            ("seamline-dicom-nii", "dicom2nifti-dicom-nii"),
         ):
             ours = _run(seamline_task, folder, shape)
             theirs = _run(reference, folder, shape) if reference else None

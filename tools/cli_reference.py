@@ -18,9 +18,9 @@ HEADER = """\
 # Command line reference
 
 `seamline` is one command with subcommands; plugins add their own (the geo plugin adds
-`vectorize` and `demo`, the medical plugin `stats`, and `predict` gains an option for each
-registered output such as `--polygons`, `--stats` or `--meshes`). `seamline plugins --all`
-shows what is installed. This page is generated from the commands' `--help` by
+`vectorize` and `demo`, the medical plugin `stats` and `dicom-info`, and `predict` gains an
+option for each registered output such as `--polygons`, `--stats` or `--meshes`).
+`seamline plugins --all` shows what is installed. This page is generated from the commands' `--help` by
 `tools/cli_reference.py`.
 
 Conventions shared by every command:

@@ -35,8 +35,12 @@ __all__ = ["CARD_OPTIONS", "fill_card", "load_foreign", "named_normalization", "
 CARD_OPTIONS = ("bands", "classes", "normalization", "tile_size", "overlap")
 
 
-def parse_model_options(pairs: Sequence[str], *, architecture: str | None = None) -> dict[str, Any]:
+def parse_model_options(
+    pairs: Sequence[str], *, architecture: str | None = None, what: str = "model option"
+) -> dict[str, Any]:
     """Options for :func:`seamline.load_model` from the command line's ``KEY=VALUE`` pairs.
+
+    ``seamline predict --input-option`` reads a reader's options the same way.
 
     Parameters
     ----------
@@ -45,6 +49,8 @@ def parse_model_options(pairs: Sequence[str], *, architecture: str | None = None
         each value is read as JSON when it is JSON, else kept as text.
     architecture : str, optional
         Added as the ``architecture`` option.
+    what : str
+        What the options are, for messages.
 
     Returns
     -------
@@ -60,9 +66,9 @@ def parse_model_options(pairs: Sequence[str], *, architecture: str | None = None
         key, equals, text = pair.partition("=")
         key = key.strip()
         if not equals or not key.isidentifier():
-            raise InputError(f"a model option is KEY=VALUE, got {pair!r}")
+            raise InputError(f"a {what} is KEY=VALUE, got {pair!r}")
         if key in options:
-            raise InputError(f"model option {key!r} given twice")
+            raise InputError(f"{what} {key!r} given twice")
         try:
             options[key] = json.loads(text)
         except json.JSONDecodeError:

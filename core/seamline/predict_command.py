@@ -7,8 +7,11 @@ checks that OUT (and every extra output asked for) may be written *before* any m
 streams the labels (or, with ``--probabilities``, the class probabilities) to OUT, and then
 writes the extra products. Each registered :class:`~seamline.plugins.Output` (polygons,
 statistics, meshes, a preview, ...) adds its own option, so a plugin that registers an
-output extends this command too. The products
-are made from the saved file, so the model runs once.
+output extends this command too. The products are made from the saved file, so the model
+runs once; a file format without a grid of its own (a reader with ``needs_grid``, such as
+a DICOM SEG that holds only labelled slices) is read back onto the input's grid.
+``--input-option KEY=VALUE`` passes options to INPUT's reader (``series=3`` to pick one
+series of a DICOM folder, for instance).
 """
 
 from __future__ import annotations
@@ -74,6 +77,13 @@ class PredictCommand(click.Command):
     "--bands",
     help="Bands to read, by name or by 1-based index (numbers map, in order, onto the model's named bands).",
 )
+@click.option(
+    "--input-option",
+    "input_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An option for INPUT's reader (repeatable), e.g. series=3 or resample=true for a DICOM folder.",
+)
 @click.option("--probabilities", is_flag=True, help="Write class probabilities instead of labels.")
 @click.option("--scores", is_flag=True, hidden=True, help="Deprecated alias of --probabilities.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
@@ -89,6 +99,7 @@ def command(
     batch_size: int,
     device: str,
     bands: str | None,
+    input_options: tuple[str, ...],
     probabilities: bool,
     scores: bool,
     overwrite: bool,
@@ -110,7 +121,8 @@ def command(
     io.writer_for(out)
     model_settings = parse_model_options(model_options, architecture=architecture)
     chosen = _bands(bands)
-    image = io.open(input_path, **({"bands": chosen} if chosen else {}))
+    options = {**parse_model_options(input_options, what="reader option"), **({"bands": chosen} if chosen else {})}
+    image = io.open(input_path, **options)
     if chosen and all(isinstance(b, int) for b in chosen):  # by position: the model's names apply
         image = image.replace(meta={**image.meta, "band_names": None})
     for name, path in wanted.items():
@@ -131,7 +143,7 @@ def command(
     click.echo(f"wrote {out} ({'probabilities' if probabilities else 'labels'}, shape {result.shape})")
     if not wanted:
         return
-    saved = io.open(out)
+    saved = io.open(out, **({"like": image} if io.reader_for(out).needs_grid else {}))
     saved = saved.replace(meta={**result.meta, **saved.meta, **{k: result.meta[k] for k in ("class_names", "colors")}})
     labels = labels_of(saved) if probabilities else saved
     for name, path in wanted.items():

@@ -46,9 +46,11 @@ class Reader:
     description : str
         One line for ``seamline plugins``.
     needs_grid : bool
-        True for data without a grid of its own (vector polygons): ``open`` then takes
+        True for data without a grid of its own (vector polygons), or with only part of
+        one (a DICOM SEG holds only the slices it labels): ``open`` then takes
         ``like=<Image>`` and returns the data on that image's grid. Commands that pair
-        files (``seamline evaluate``) pass the other file as ``like``.
+        files (``seamline evaluate``, and ``seamline predict`` reading back what it wrote)
+        pass the other file as ``like``.
     """
 
     name: str

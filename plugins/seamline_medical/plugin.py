@@ -1,11 +1,12 @@
-"""The medical plugin's hook implementations: NIfTI, geometry, statistics, models, recipes.
+"""The medical plugin's hook implementations: NIfTI, DICOM, geometry, statistics, models, recipes.
 
 Each hook only registers records; the work lives in the modules named by idea
-(:mod:`.nifti`, :mod:`.geometry`, :mod:`.stats`, :mod:`.meshes`, :mod:`.models`,
-:mod:`.transunet`, :mod:`.slices`, :mod:`.presets`, :mod:`.commands`). Loading the plugin
-imports no nibabel, scipy, pandas, scikit-image, torch or MONAI: NIfTI files are
-recognised from the path (:mod:`.formats`), and each registered callable imports its
-module on its first call (:func:`seamline.plugins.deferred`).
+(:mod:`.nifti`, :mod:`.dicom_read`, :mod:`.dicom_seg`, :mod:`.geometry`, :mod:`.stats`,
+:mod:`.meshes`, :mod:`.models`, :mod:`.transunet`, :mod:`.slices`, :mod:`.presets`,
+:mod:`.commands`). Loading the plugin imports no nibabel, pydicom, highdicom, scipy,
+pandas, scikit-image, torch or MONAI: NIfTI and DICOM files are recognised from the path
+and a few bytes (:mod:`.formats`), and each registered callable imports its module on its
+first call (:func:`seamline.plugins.deferred`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,25 @@ def seamline_readers(register: Any) -> None:
             description="NIfTI-1/NIfTI-2 volumes through nibabel, lazily (memory-mapped .nii)",
         )
     )
+    register(
+        Reader(
+            name="dicom-seg",
+            can_open=formats.can_open_seg,
+            open=deferred("seamline_medical.dicom_seg_read", "open_seg"),
+            suffixes=(".dcm",),
+            description="DICOM segmentations (SEG) as label volumes, on the grid of like= when given",
+            needs_grid=True,
+        )
+    )
+    register(
+        Reader(
+            name="dicom",
+            can_open=formats.can_open_dicom,
+            open=deferred("seamline_medical.dicom_read", "open_dicom"),
+            suffixes=formats.DICOM_SUFFIXES,
+            description="DICOM series (folder, DICOMDIR, multi-frame file) through pydicom, slice by slice",
+        )
+    )
 
 
 @hookimpl
@@ -44,6 +64,15 @@ def seamline_writers(register: Any) -> None:
             save=deferred("seamline_medical.nifti_write", "save_nifti"),
             suffixes=formats.SUFFIXES,
             description="NIfTI volumes, streamed, source header kept; labels with a label table",
+        )
+    )
+    register(
+        Writer(
+            name="dicom-seg",
+            can_save=formats.can_save_seg,
+            save=deferred("seamline_medical.dicom_seg", "save_seg"),
+            suffixes=(".dcm",),
+            description="label volumes as DICOM SEG through highdicom, referencing the source series",
         )
     )
 
@@ -121,9 +150,10 @@ def seamline_recipes(register: Any) -> None:
 
 @hookimpl
 def seamline_commands(cli: Any) -> None:
-    from .commands import stats_command
+    from .commands import dicom_info_command, stats_command
 
     cli.add_command(stats_command)
+    cli.add_command(dicom_info_command)
 
 
 @hookimpl

@@ -17,8 +17,9 @@ def test_loading_the_plugin_imports_no_nibabel():
     code = (
         "import sys; import seamline.plugins as p\n"
         "for kind in ('readers', 'writers', 'models', 'outputs', 'recipes'): p.registry(kind)\n"
-        "heavy = ('nibabel', 'torch', 'monai', 'seamline_medical.nifti_read', 'seamline_medical.stats',\n"
-        "         'seamline_medical.meshes', 'seamline_medical.geometry')\n"
+        "heavy = ('nibabel', 'torch', 'monai', 'pydicom', 'highdicom', 'seamline_medical.nifti_read',\n"
+        "         'seamline_medical.stats', 'seamline_medical.meshes', 'seamline_medical.geometry',\n"
+        "         'seamline_medical.dicom_read', 'seamline_medical.dicom_seg')\n"
         "print([m for m in heavy if m in sys.modules])"
     )
     env = {**os.environ, "SEAMLINE_PLUGINS": "medical"}
