@@ -17,7 +17,6 @@ bands as RGB(A), and a fourth band (near-infrared) would read back as a transpar
 
 from __future__ import annotations
 
-import contextlib
 import json
 import numbers
 import os
@@ -170,20 +169,16 @@ def save_geotiff(
         if not cog:
             _write_tiles(image, tmp, profile, blocksize)
             return
-        tiles = tmp.with_name(tmp.name + ".tiles.tif")
-        try:
-            _write_tiles(image, tiles, profile, blocksize)
-            resampling = "NEAREST" if np.issubdtype(dtype, np.integer) else "AVERAGE"
-            rasterio.shutil.copy(
-                tiles,
-                tmp,
-                driver="COG",
-                COMPRESS=compress.upper(),
-                BLOCKSIZE=blocksize,
-                RESAMPLING=resampling,
-                OVERVIEWS="AUTO",
-                BIGTIFF="IF_SAFER",
-            )
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tiles.unlink()
+        tiles = tmp.with_name(tmp.name + ".tiles.tif")  # removed with tmp by atomic_output
+        _write_tiles(image, tiles, profile, blocksize)
+        resampling = "NEAREST" if np.issubdtype(dtype, np.integer) else "AVERAGE"
+        rasterio.shutil.copy(
+            tiles,
+            tmp,
+            driver="COG",
+            COMPRESS=compress.upper(),
+            BLOCKSIZE=blocksize,
+            RESAMPLING=resampling,
+            OVERVIEWS="AUTO",
+            BIGTIFF="IF_SAFER",
+        )
