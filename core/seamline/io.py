@@ -4,24 +4,26 @@
 ``can_open`` the path (a cheap test: a suffix, a few magic bytes) and hands the path to
 the first that says yes. :func:`save` does the same with writers. A format nobody handles
 is an :class:`~seamline.errors.InputError` that lists what is supported.
+
+An opened Image remembers the fingerprint of its file (``meta["sources"]``, see
+:mod:`seamline.fingerprints`), and every Image made from it inherits it: :func:`save`
+refuses to write over that file and to finish when the file changed while it was read.
 """
 
 from __future__ import annotations
 
 import builtins
-import errno
 import inspect
 import os
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError, SeamlineError
+from .fingerprints import Fingerprint, reading
 from .image import Image
 from .plugins import registry
 
 __all__ = ["open", "save", "reader_for", "writer_for"]
-
-_FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def _supported(records: dict[str, Any]) -> str:
@@ -106,7 +108,8 @@ def open(path: str | os.PathLike, *, chunks: Any = None, **options: Any) -> Imag
     Returns
     -------
     Image
-        A lazy image: nothing is read until it is computed.
+        A lazy image: nothing is read until it is computed. ``meta["sources"]`` holds
+        the file's :class:`~seamline.fingerprints.Fingerprint`.
 
     Raises
     ------
@@ -123,12 +126,14 @@ def open(path: str | os.PathLike, *, chunks: Any = None, **options: Any) -> Imag
     """
     reader = reader_for(path)
     _check_options(reader.open, options, f"{reader.name} reader", path)
+    source = Fingerprint.of(path)
     try:
-        return reader.open(os.fspath(path), chunks=chunks, **options)
+        image = reader.open(os.fspath(path), chunks=chunks, **options)
     except SeamlineError:
         raise
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot be read as {reader.name}: {exc}", path) from exc
+    return image.replace(meta={**image.meta, "sources": (source,)})
 
 
 def save(image: Image, path: str | os.PathLike, *, overwrite: bool = False, **options: Any) -> builtins.str:
@@ -153,19 +158,14 @@ def save(image: Image, path: str | os.PathLike, *, overwrite: bool = False, **op
     Raises
     ------
     InputError
-        If no writer handles the path, an option is not the writer's, or the output
-        exists and *overwrite* is false.
+        If no writer handles the path, an option is not the writer's, the output exists
+        and *overwrite* is false, the output is a file the image was read from (even
+        with *overwrite*), or that file changed while it was read.
     SeamlineError
         If the file system refuses the write (permissions, a full disk).
     """
     writer = writer_for(path)
     _check_options(writer.save, options, f"{writer.name} writer", path)
-    try:
+    with reading(*image.meta.get("sources", ())):
         writer.save(image, os.fspath(path), overwrite=overwrite, **options)
-    except SeamlineError:
-        raise
-    except OSError as exc:
-        if not isinstance(exc, PermissionError) and exc.errno not in _FULL_OR_READ_ONLY:
-            raise
-        raise SeamlineError(f"cannot be written: {exc.strerror or exc}", path) from exc
     return os.fspath(path)
