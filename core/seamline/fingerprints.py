@@ -20,13 +20,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 
-__all__ = ["Fingerprint", "reading", "current_inputs", "same_file", "check_not_input", "check_unchanged"]
+__all__ = ["Fingerprint", "reading", "reads", "current_inputs", "same_file", "check_not_input", "check_unchanged"]
 
 _INPUTS: contextvars.ContextVar[tuple[Fingerprint, ...]] = contextvars.ContextVar("seamline_inputs", default=())
 
@@ -129,6 +131,41 @@ def reading(*inputs: str | os.PathLike | Fingerprint | None) -> Iterator[tuple[F
         yield _INPUTS.get()
     finally:
         _INPUTS.reset(token)
+
+
+def reads(*parameters: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a command's inputs: the values of its parameters *parameters*, for the whole command.
+
+    Put it right above the command function, below click's decorators.
+
+    Parameters
+    ----------
+    *parameters : str
+        Names of the function's keyword parameters that hold input paths (None is skipped).
+
+    Returns
+    -------
+    callable
+        A decorator.
+
+    Examples
+    --------
+    >>> @click.command()  # doctest: +SKIP
+    ... @click.argument("labels")
+    ... @click.argument("out")
+    ... @reads("labels")
+    ... def vectorize(labels, out): ...
+    """
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            with reading(*(kwargs.get(name) for name in parameters)):
+                return function(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
 
 
 def current_inputs() -> tuple[Fingerprint, ...]:

@@ -30,6 +30,15 @@ def stats_command(
     labels: str, image: str | None, names: str | None, names_key: str | None, out: str | None, overwrite: bool
 ) -> None:
     """Per-label statistics of LABELS: voxels, volume (mL), centroid (mm), bounding box."""
+    from seamline.fingerprints import reading
+
+    with reading(labels, image):
+        _stats(labels, image, names, names_key, out, overwrite)
+
+
+def _stats(
+    labels: str, image: str | None, names: str | None, names_key: str | None, out: str | None, overwrite: bool
+) -> None:
     import pandas as pd
 
     import seamline

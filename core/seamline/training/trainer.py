@@ -181,6 +181,7 @@ def _regions(cfg: TrainConfig, image: Image) -> tuple[tuple, list, list]:
 
 def _card(cfg: TrainConfig, image: Image, normalization: dict) -> ModelCard:
     kwargs = dict(cfg.model.kwargs)
+    kwargs.pop("encoder_weights", None)  # the start of training; the bundle holds the trained weights
     record = registry("models").get(cfg.model.architecture)
     if record is not None and record.spatial_dims is None:
         kwargs.setdefault("spatial_dims", image.ndim)
