@@ -159,13 +159,23 @@ def _errors(exc: BaseException) -> Iterator[BaseException]:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
 
 
-def write_problem(exc: BaseException, target: str | os.PathLike) -> str | None:
+def _size_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if limit == resource.RLIM_INFINITY else int(limit)
+
+
+def write_problem(exc: BaseException, target: str | os.PathLike, largest: int = 0) -> str | None:
     """What keeps *target* from being written, if *exc* is such a failure; else None.
 
     An ``OSError`` anywhere in the exception's chain with a disk-full, quota, size
     limit, read-only or permission ``errno`` says so; so does the text of errors that
     libraries raise without an errno (GDAL, libtiff, OGR, Arrow), and, failing both, a
-    file system with no free space left.
+    file system with no free space left, or a file that reached this process's file-size
+    limit (``RLIMIT_FSIZE``).
 
     Parameters
     ----------
@@ -173,6 +183,8 @@ def write_problem(exc: BaseException, target: str | os.PathLike) -> str | None:
         What the writer raised.
     target : str or os.PathLike
         The output being written.
+    largest : int
+        The size of the largest file the writer left (its temporary and helper files).
 
     Returns
     -------
@@ -197,6 +209,9 @@ def write_problem(exc: BaseException, target: str | os.PathLike) -> str | None:
         stat = os.statvfs(Path(target).absolute().parent)
         if stat.f_bavail * stat.f_frsize < 64 * 1024:
             return os.strerror(errno.ENOSPC).lower()
+    limit = _size_limit()
+    if limit is not None and largest >= limit:
+        return os.strerror(errno.EFBIG).lower()
     return None
 
 
@@ -245,6 +260,10 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     """
     target = check_writable(path, overwrite=overwrite)
     tmp = temporary_path(target)
+
+    def leftovers() -> list[Path]:
+        return [tmp, *map(Path, glob.glob(glob.escape(os.fspath(tmp)) + "?*"))]
+
     try:
         yield tmp
         if not os.path.lexists(tmp):
@@ -258,10 +277,11 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     except SeamlineError:
         raise
     except Exception as exc:
-        problem = write_problem(exc, target)
+        sizes = [p.stat().st_size for p in leftovers() if p.is_file()]
+        problem = write_problem(exc, target, max(sizes, default=0))
         if problem is None:
             raise
         raise SeamlineError(f"cannot be written: {problem}", target) from exc
     finally:
-        for leftover in [tmp, *map(Path, glob.glob(glob.escape(os.fspath(tmp)) + "?*"))]:
+        for leftover in leftovers():
             remove(leftover)

@@ -22,6 +22,7 @@ from .errors import InputError, SeamlineError
 from .fingerprints import Fingerprint, reading
 from .image import Image
 from .plugins import registry
+from .temporary import clean
 
 __all__ = ["open", "save", "reader_for", "writer_for"]
 
@@ -59,6 +60,8 @@ def reader_for(path: str | os.PathLike) -> Any:
         If the path does not exist or no reader accepts it.
     """
     path = os.fspath(path)
+    if not Path(path).exists():
+        clean(Path(path).absolute().parent)  # puts back an output a killed save had moved aside
     if not Path(path).exists():
         raise InputError("no such file or directory", path)
     readers = registry("readers")

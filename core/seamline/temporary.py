@@ -131,7 +131,7 @@ def owner_alive(host: str, pid: int, start: int) -> bool:
 
 
 def remove(path: str | os.PathLike) -> None:
-    """Remove a file, a link or a directory tree; a missing one is fine.
+    """Remove a file, a link or a directory tree, as far as it can be: never an error.
 
     Parameters
     ----------
@@ -140,8 +140,8 @@ def remove(path: str | os.PathLike) -> None:
     path = Path(path)
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
+    elif os.path.lexists(path):
+        with contextlib.suppress(OSError):
             path.unlink()
 
 
