@@ -46,6 +46,7 @@ _RENAME_NOREPLACE, _RENAME_EXCHANGE, _AT_FDCWD = 1, 2, -100
 _UNSUPPORTED = (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP)
 #: Failures that say the output cannot be written here, whoever reports them.
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+_WRITE_BUFFER = 4 * 2**20  # the most a library writes at once (GDAL's and SQLite's buffers are smaller)
 
 
 def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -174,8 +175,9 @@ def write_problem(exc: BaseException, target: str | os.PathLike, largest: int = 
     An ``OSError`` anywhere in the exception's chain with a disk-full, quota, size
     limit, read-only or permission ``errno`` says so; so does the text of errors that
     libraries raise without an errno (GDAL, libtiff, OGR, Arrow), and, failing both, a
-    file system with no free space left, or a file that reached this process's file-size
-    limit (``RLIMIT_FSIZE``).
+    file system that is read-only or has no free space left, a directory this process
+    may not write to, or a file that reached this process's file-size limit
+    (``RLIMIT_FSIZE``).
 
     Parameters
     ----------
@@ -206,11 +208,15 @@ def write_problem(exc: BaseException, target: str | os.PathLike, largest: int = 
         if os.strerror(code).lower() in text:
             return os.strerror(code).lower()
     with contextlib.suppress(OSError):
-        stat = os.statvfs(Path(target).absolute().parent)
+        stat = os.statvfs(here)
+        if stat.f_flag & os.ST_RDONLY:
+            return os.strerror(errno.EROFS).lower()
         if stat.f_bavail * stat.f_frsize < 64 * 1024:
             return os.strerror(errno.ENOSPC).lower()
+    if not os.access(here, os.W_OK):
+        return os.strerror(errno.EACCES).lower()
     limit = _size_limit()
-    if limit is not None and largest >= limit:
+    if limit is not None and largest + _WRITE_BUFFER >= limit:  # the failed write would have crossed it
         return os.strerror(errno.EFBIG).lower()
     return None
 

@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import time
-from pathlib import Path
 from unittest import mock
 
 import dask.array as da
@@ -119,22 +118,20 @@ def child(kind: str, target: str, seed: int, overwrite: bool, saving=None, barri
         save(kind, target, seed, overwrite)
     except OutputExistsError:
         os._exit(EXISTS)
-    except SeamlineError as exc:
-        Path(target + ".error").write_text(str(exc))
+    except SeamlineError:
         os._exit(REFUSED)
     os._exit(DONE)
 
 
-def limited_child(kind: str, target: str, limit: int) -> None:
-    """Save under a file-size limit (RLIMIT_FSIZE): writes past it fail with EFBIG."""
+def limited_child(kind: str, target: str, limit: int, report) -> None:
+    """Save under a file-size limit (RLIMIT_FSIZE): writes past it fail with EFBIG; send the error."""
     import resource
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
     try:
         save(kind, target, 1, False)
-    except SeamlineError as exc:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-        Path(target).with_name("error.txt").write_text(str(exc))
+    except Exception as exc:
+        report.send(f"{type(exc).__name__}: {exc}")
         os._exit(REFUSED)
     os._exit(DONE)
