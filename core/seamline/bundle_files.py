@@ -128,7 +128,7 @@ def count(value: Any, most: int = MAX_SIZE) -> bool:
     -------
     bool
     """
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and 1 <= value <= most
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and 1 <= int(value) <= most
 
 
 def file_argument(value: Any, where: str) -> tuple[str, str] | None:

@@ -157,7 +157,7 @@ def clean(directory: str | os.PathLike) -> None:
     directory : str or os.PathLike
     """
     try:
-        entries = list(os.scandir(directory))
+        entries = list(os.scandir(os.fspath(directory)))
     except OSError:
         return
     for entry in entries:
