@@ -22,6 +22,8 @@ parts:
     everything else a plugin wants back when it writes: ``nodata``, ``band_names``,
     ``class_names``, ``colors``, the source header, ... A validity ``mask`` (boolean,
     shaped ``(1, *spatial)``, true where there is data) follows the image when it is sliced.
+    ``sources`` holds the fingerprints of the files it was read from
+    (:mod:`seamline.fingerprints`), so that saving it never writes over them.
 
 Everything the core does keeps ``affine`` and ``crs`` exact: slicing a window composes
 the affine with an integer translation (and scale, for strides) and nothing else.

@@ -48,8 +48,6 @@ def vectorize_command(
     overwrite: bool,
 ) -> None:
     """Turn the label raster LABELS into polygons in OUT (.gpkg, .parquet, .fgb, .geojson, .json)."""
-    import numpy as np
-
     import seamline
     from seamline.atomic import check_writable
     from seamline.errors import InputError, about
@@ -64,8 +62,6 @@ def vectorize_command(
         raise InputError(f"has {image.channels} bands; vectorize one band of labels (choose it with --band)", labels)
     if band is not None and band > image.channels:
         raise InputError(f"has no band {band} (it has {image.channels})", labels)
-    if not (np.issubdtype(image.dtype, np.integer) or image.dtype == bool):
-        raise InputError(f"holds {image.dtype} values, not integer labels; vectorize takes a label raster", labels)
     with about(labels):
         frame = seamline.vectorize(
             image[(band or 1) - 1],

@@ -64,7 +64,7 @@ def test_vectorize_refuses_several_bands_and_non_labels(tmp_path):
     )
     scores = _labels(tmp_path / "scores.tif", dtype=np.float32)
     result = CliRunner().invoke(get_cli(), ["vectorize", str(scores), str(tmp_path / "q.gpkg")])
-    assert result.exit_code == 2 and "holds float32 values, not integer labels" in result.output
+    assert result.exit_code == 2 and "vectorize takes a 2D integer label raster, got float32" in result.output
     assert not (tmp_path / "q.gpkg").exists()
 
 
