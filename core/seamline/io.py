@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_problem
 from .errors import InputError, SeamlineError
 from .fingerprints import Fingerprint, reading
 from .image import Image
@@ -169,6 +170,14 @@ def save(image: Image, path: str | os.PathLike, *, overwrite: bool = False, **op
     """
     writer = writer_for(path)
     _check_options(writer.save, options, f"{writer.name} writer", path)
-    with reading(*image.meta.get("sources", ())):
-        writer.save(image, os.fspath(path), overwrite=overwrite, **options)
+    try:
+        with reading(*image.meta.get("sources", ())):
+            writer.save(image, os.fspath(path), overwrite=overwrite, **options)
+    except SeamlineError:
+        raise
+    except Exception as exc:  # a writer that failed outside atomic_output
+        problem = write_problem(exc, path)
+        if problem is None:
+            raise
+        raise SeamlineError(f"cannot be written: {problem}", path) from exc
     return os.fspath(path)
