@@ -20,7 +20,7 @@ from seamline import bundle_files as files
 from seamline.bundle import ModelCard, build_module, load_model, save_model
 from seamline.cli import get_cli
 from seamline.errors import first_line
-from seamline.weights import load_weights, safetensors_shapes, weights_mismatch
+from seamline.weights import fit_weights, safetensors_shapes, weights_mismatch
 
 
 @pytest.fixture
@@ -47,7 +47,8 @@ def test_card_sizes_are_checked_against_the_weights_before_building(saved):
     assert time.perf_counter() - start < 10
     message = str(caught.value)
     assert message.startswith(f"{saved / 'weights.safetensors'}: weights do not fit core.UNet: ")
-    assert "mis-shaped" in message and "model [20000, 2, 3, 3]" in message and "\n" not in message
+    assert "mis-shaped" in message and "[4, 2, 3, 3] in the file, [20000, 2, 3, 3] in the network" in message
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize(
@@ -130,13 +131,12 @@ def test_mismatch_lists_the_first_missing_unexpected_and_misshaped_keys(card):
     state["extra.weight"] = torch.zeros(1)
     state[names[2]] = torch.zeros(7, 7)
     with pytest.raises(ModelError) as caught:
-        load_weights(module, state, "w.safetensors", model="core.UNet")
+        fit_weights(module, state, source="w.safetensors", architecture="core.UNet")
     message = str(caught.value)
-    assert message.startswith("w.safetensors: weights do not fit core.UNet: 2 missing (")
-    assert f"{names[0]}, {names[1]}" in message and "1 unexpected (extra.weight)" in message
-    assert f"1 mis-shaped ({names[2]}: file [7, 7], model" in message
-    many = weights_mismatch({f"k{i}": (1,) for i in range(10)}, {})
-    assert many == "10 missing (k0, k1, k2, ...)"
+    assert message.startswith(f"w.safetensors: weights do not fit core.UNet: missing {names[0]} (and 1 more); ")
+    assert "; unexpected extra.weight; " in message
+    assert f"; mis-shaped {names[2]} ([7, 7] in the file, " in message and "\n" not in message
+    assert weights_mismatch({"a": (1,), "b": (2,)}, {"a": (1,), "b": (2,)}) is None
 
 
 def test_an_exception_without_a_message_still_makes_one_line(fresh_plugins, saved):
