@@ -83,7 +83,7 @@ def _check_killed_save(kind, directory, target, before):
     """After a kill: the previous output byte for byte, or the new one whole; then no litter."""
     now = _snapshot(target)
     if now is None and kind == "zarr-no-exchange":  # killed between its two renames:
-        assert _complete(kind, target, 1)  # opening the output puts the previous one back
+        seamline.open(target)  # opening the output puts the previous one back
         now = _snapshot(target)
     assert now == before or _complete(kind, target, 2), f"{kind}: a partial output at {target}"
     writers.save(kind, os.fspath(target), 3, True)  # the next run
