@@ -25,11 +25,14 @@ option for each registered output such as `--polygons`, `--stats` or `--meshes`)
 
 Conventions shared by every command:
 
-- Bad input prints one line, `error: <file>: <problem>`, and exits 2; other failures exit 1;
-  `seamline --debug <command> ...` shows the traceback instead.
+- Bad input (a file, an argument, a model bundle) prints one line, `error: <file>: <problem>`,
+  and exits 2; other failures (a full disk, a refused permission: `error: <output>: cannot
+  be written: <problem>`) exit 1; `seamline --debug <command> ...` shows the traceback instead.
 - Outputs are written under a temporary name and renamed when complete, so a failed or
-  interrupted run never leaves a half-written file at the output path. An existing output
-  is an error unless `--overwrite` is given.
+  interrupted run never leaves a half-written file at the output path, and the next run
+  removes what a killed one left. An existing output is an error unless `--overwrite` is
+  given; an output that is one of the command's inputs is an error even then, and so is an
+  input that changed while the command read it. See docs/reliability.md.
 - `SEAMLINE_PLUGINS=geo,medical` (comma-separated entry-point names) chooses which plugins
   load; unset, all of them do.
 """

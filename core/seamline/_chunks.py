@@ -18,7 +18,7 @@ import dask.array as da
 import numpy as np
 
 from .errors import InputError
-from .image import Image
+from .image import Image, check_same_grid
 
 __all__ = ["spatial_array", "matched_pair", "like_input", "neighbours", "chunk_origins", "map_chunks"]
 
@@ -69,16 +69,17 @@ def matched_pair(prediction: Any, truth: Any) -> tuple[da.Array, da.Array]:
     ------
     InputError
         If a dtype is not integer, the shapes differ, or both are Images with different
-        affines.
+        affines or CRSs (see :func:`seamline.image.check_same_grid`).
     """
     pred, true = spatial_array(prediction, "prediction"), spatial_array(truth, "truth")
     for array, name in ((pred, "prediction"), (true, "truth")):
         if not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
             raise InputError(f"{name} must hold integer labels, got {array.dtype}")
-    if pred.shape != true.shape:
-        raise InputError(f"prediction shape {pred.shape} differs from truth shape {true.shape}")
-    if isinstance(prediction, Image) and isinstance(truth, Image) and not np.allclose(prediction.affine, truth.affine):
-        raise InputError("prediction and truth lie on different grids (their affines differ)")
+    check_same_grid(
+        prediction if isinstance(prediction, Image) else pred,
+        truth if isinstance(truth, Image) else true,
+        ("prediction", "truth"),
+    )
     return pred, true.rechunk(pred.chunks)
 
 

@@ -9,7 +9,12 @@ A bundle is a directory (or a ``.zip`` of one) holding two files::
 
 The architecture is *named*, and built through the plugin registry
 (``seamline.plugins.registry("models")``), so loading a bundle never runs code from the
-bundle: :func:`load_model` reads JSON and tensors and nothing else.
+bundle: :func:`load_model` reads JSON and tensors and nothing else. Nor is the bundle
+trusted: its files are read with limits (:mod:`seamline.bundle_files`), its card's
+values are checked, no argument in it may name a file outside the bundle, and the
+network is built on the ``meta`` device and compared with the weights' header before
+any memory is allocated (:mod:`seamline.weights`). Every problem is a
+:class:`~seamline.errors.ModelError` naming the bundle.
 
 A :class:`Bundle` is a model that knows how it wants its input: ``bundle.predict(image)``
 selects bands by name, checks the band count, normalizes, lets a plugin bring the image
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import os
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -33,9 +39,10 @@ from typing import Any
 from . import __version__
 from .atomic import atomic_output
 from .blending import BLENDS
+from .bundle_files import CARD_LIMIT, MAX_SIZE, WEIGHTS_LIMIT, count, file_argument, loads, read_file
 from .colors import class_color
 from .defaults import BLEND, OVERLAP, TILE_SIZE
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, first_line
 from .image import Image
 
 __all__ = [
@@ -155,6 +162,21 @@ class ModelCard:
     training: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.architecture, str) or not self.architecture:
+            raise ModelError(f"architecture must be a name, got {self.architecture!r}")
+        if not count(self.in_channels):
+            raise ModelError(f"in_channels must be an integer from 1 to {MAX_SIZE}, got {self.in_channels!r}")
+        if not isinstance(self.classes, list | tuple) or not 1 <= len(self.classes) <= MAX_SIZE:
+            raise ModelError(f"classes must be a list of 1 to {MAX_SIZE} classes")
+        if not isinstance(self.kwargs, Mapping):
+            raise ModelError("kwargs must be a JSON object")
+        sizes = self.tile_size if isinstance(self.tile_size, list | tuple) else [self.tile_size]
+        if not sizes or not all(count(n, 2**20) for n in sizes):
+            raise ModelError(f"tile_size must be a positive integer or a list of them, got {self.tile_size!r}")
+        if not isinstance(self.overlap, numbers.Real) or isinstance(self.overlap, bool) or not 0 <= self.overlap < 1:
+            raise ModelError(f"overlap must be a fraction from 0 to below 1, got {self.overlap!r}")
+        if self.spatial_dims not in (2, 3) or isinstance(self.spatial_dims, bool):
+            raise ModelError(f"spatial_dims must be 2 or 3, got {self.spatial_dims!r}")
         self.classes = _class_records(self.classes)
         if self.bands is not None and len(self.bands) != self.in_channels:
             raise ModelError(f"the card names {len(self.bands)} bands but in_channels is {self.in_channels}")
@@ -196,8 +218,9 @@ class ModelCard:
         Raises
         ------
         ModelError
-            If *data* is not a card: required fields missing, unknown fields, or values
-            of the wrong kind.
+            If *data* is not a card: required fields missing, unknown fields, values of
+            the wrong kind or out of range, or an argument in ``kwargs`` that names a file
+            (weights come from the bundle, nothing else is opened).
         """
         if not isinstance(data, Mapping):
             raise ModelError(f"not a seamline model card: expected a JSON object, got {type(data).__name__}", source)
@@ -210,6 +233,9 @@ class ModelCard:
             raise ModelError(f"not a seamline model card: {problem}", source)
         if not isinstance(data.get("kwargs") or {}, Mapping):
             raise ModelError("not a seamline model card: kwargs must be a JSON object", source)
+        named = file_argument(data.get("kwargs") or {}, "kwargs")
+        if named is not None:
+            raise ModelError(f"{named[0]} names a file ({named[1]!r}); a card may not point outside its bundle", source)
         try:
             return cls(**data)
         except ModelError as exc:
@@ -245,7 +271,11 @@ def build_module(card: ModelCard) -> Any:
         arguments = {"classes": len(card.classes), **card.kwargs}
         return models[card.architecture].build(in_channels=card.in_channels, **arguments)
     except (TypeError, ValueError) as exc:
-        raise ModelError(f"cannot build {card.architecture!r} from the card: {exc}") from exc
+        raise ModelError(f"cannot build {card.architecture!r} from the card: {first_line(exc)}") from exc
+    except RuntimeError as exc:  # torch refusing a size (negative, too large to allocate)
+        if "meta" in str(exc):
+            raise
+        raise ModelError(f"cannot build {card.architecture!r} from the card: {first_line(exc)}") from exc
 
 
 class Bundle:
@@ -399,22 +429,6 @@ class Bundle:
         return result.replace(meta=meta)
 
 
-def _read_bytes(path: Path, name: str) -> bytes:
-    if path.is_dir():
-        target = path / name
-        if not target.is_file():
-            raise ModelError(f"not a model bundle: {name} is missing", path)
-        return target.read_bytes()
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = {Path(n).name: n for n in archive.namelist()}
-            if name not in members:
-                raise ModelError(f"not a model bundle: {name} is missing", path)
-            return archive.read(members[name])
-    except zipfile.BadZipFile as exc:
-        raise ModelError("not a model bundle: neither a directory nor a zip file", path) from exc
-
-
 def is_bundle(path: str | os.PathLike) -> bool:
     """Whether *path* is a seamline bundle: a directory or zip holding ``seamline.json``.
 
@@ -531,30 +545,30 @@ def read_card(path: str | os.PathLike) -> ModelCard:
     Raises
     ------
     ModelError
-        If the card is missing, not JSON, or not a valid card.
+        If the card is missing, too large, not JSON, nested too deeply, or not a valid card.
     """
     path = Path(path)
-    try:
-        data = json.loads(_read_bytes(path, CARD_FILE))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{CARD_FILE} is not valid JSON: {exc}", path) from exc
-    return ModelCard.from_dict(data, path)
+    return ModelCard.from_dict(loads(read_file(path, CARD_FILE, CARD_LIMIT), path, what=CARD_FILE), path)
 
 
 def _load_bundle(path: Path) -> Bundle:
-    """Read a seamline bundle's card and weights."""
+    """Read a seamline bundle's card and weights, checking both before building anything."""
     from safetensors.torch import load as load_tensors
 
+    from .weights import build_checked, fit_weights, safetensors_shapes
+
     card = read_card(path)
-    module = build_module(card)
-    weights_name = path / WEIGHTS_FILE if path.is_dir() else f"{path}!{WEIGHTS_FILE}"
+    weights_name = path / WEIGHTS_FILE if path.is_dir() else Path(f"{path}!{WEIGHTS_FILE}")
+    data = read_file(path, WEIGHTS_FILE, WEIGHTS_LIMIT)
     try:
-        state = load_tensors(_read_bytes(path, WEIGHTS_FILE))
-        module.load_state_dict(state, strict=True)
-    except ModelError:
-        raise
-    except Exception as exc:  # safetensors and torch raise several types for bad weights
-        raise ModelError(f"weights do not fit {card.architecture}: {str(exc).splitlines()[0]}", weights_name) from exc
+        shapes = safetensors_shapes(data, weights_name)
+        module = build_checked(lambda: build_module(card), shapes, weights_name, architecture=card.architecture)
+        state = load_tensors(data)
+    except ModelError as exc:
+        raise ModelError(exc.message, exc.path or path) from exc
+    except Exception as exc:  # safetensors raises several types for a corrupt file
+        raise ModelError(f"weights cannot be read: {first_line(exc)}", weights_name) from exc
+    fit_weights(module, state, source=weights_name, architecture=card.architecture)
     return Bundle(module, card)
 
 

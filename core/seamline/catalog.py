@@ -34,11 +34,9 @@ def recipes_command(as_json: bool) -> None:
 
 def _summary(path: str) -> dict:
     """Bands, classes, tile and training of a shipped bundle, from its card alone."""
-    from pathlib import Path
+    from .bundle import read_card
 
-    from .bundle import CARD_FILE, ModelCard, _read_bytes
-
-    card = ModelCard.from_dict(json.loads(_read_bytes(Path(path), CARD_FILE)), path)
+    card = read_card(path)
     training = card.training or {}
     return {
         "architecture": card.architecture,

@@ -2,9 +2,11 @@
 
 Every error a user can cause is a :class:`SeamlineError`. Its message is one line that
 names the file (or the argument) and what is wrong with it, so that the command line can
-print ``error: <message>`` and exit without a traceback. The CLI exits 2 for
-:class:`InputError` (the user can fix the input) and :class:`NotInstalledError` (the user
-can install what is missing), and 1 for every other failure.
+print ``error: <message>`` and exit without a traceback. The CLI exits 2 where the user
+can fix what they gave: :class:`InputError` (a bad file or argument), :class:`ModelError`
+(a bad model bundle or model folder: it is input too) and :class:`NotInstalledError`
+(something to install); and 1 for every other failure, such as an output the file
+system refuses to take (a full disk, no permission).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ __all__ = [
     "ModelError",
     "NotInstalledError",
     "about",
+    "first_line",
 ]
 
 
@@ -58,7 +61,9 @@ class PluginError(SeamlineError):
 
 
 class ModelError(SeamlineError):
-    """A model cannot be built, loaded or run on this input."""
+    """A model cannot be built, loaded or run on this input: a bad bundle is bad input."""
+
+    exit_code = 2
 
 
 class NotInstalledError(SeamlineError, ImportError):
@@ -97,3 +102,21 @@ def about(path: str | os.PathLike, *, context: str | None = None) -> Iterator[No
             raise
         message = f"{exc.message} ({context})" if context else exc.message
         raise type(exc)(message, path) from exc
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, else its type's name.
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    str
+        Never empty, so that an error message built from it always says something.
+    """
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__

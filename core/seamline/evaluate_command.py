@@ -2,7 +2,7 @@
 
 Both files are opened lazily by whichever reader plugin handles them (ground truth given
 as polygons is rasterized onto the prediction's grid), checked to lie on one grid (same
-shape and affine), and evaluated chunk by chunk with
+shape, affine and CRS), and evaluated chunk by chunk with
 :func:`seamline.metrics.evaluate`. The per-class table and the summary are printed;
 ``--json`` also writes them to a file, atomically.
 """
@@ -16,6 +16,7 @@ import numpy as np
 
 from .atomic import atomic_output, check_writable
 from .errors import InputError, about
+from .fingerprints import reads
 from .io import open as open_image
 from .io import reader_for
 
@@ -46,6 +47,7 @@ def _classes(value: str | None) -> tuple[int | None, list[str] | None]:
 @click.option("--connectivity", type=int, help="Neighbour count for --objects: 4 or 8 (2D), 6, 18 or 26 (3D).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing JSON report.")
+@reads("prediction", "ground_truth")
 def command(
     prediction: str,
     ground_truth: str,

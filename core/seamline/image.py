@@ -22,6 +22,8 @@ parts:
     everything else a plugin wants back when it writes: ``nodata``, ``band_names``,
     ``class_names``, ``colors``, the source header, ... A validity ``mask`` (boolean,
     shaped ``(1, *spatial)``, true where there is data) follows the image when it is sliced.
+    ``sources`` holds the fingerprints of the files it was read from
+    (:mod:`seamline.fingerprints`), so that saving it never writes over them.
 
 Everything the core does keeps ``affine`` and ``crs`` exact: slicing a window composes
 the affine with an integer translation (and scale, for strides) and nothing else.
@@ -39,7 +41,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["Image", "window_affine"]
+__all__ = ["Image", "window_affine", "same_crs", "crs_name", "check_same_grid"]
 
 
 def window_affine(affine: np.ndarray, start: Sequence[int], step: Sequence[int] | None = None) -> np.ndarray:
@@ -65,6 +67,104 @@ def window_affine(affine: np.ndarray, start: Sequence[int], step: Sequence[int] 
     if step is not None:
         shift[np.arange(n), np.arange(n)] = step
     return np.asarray(affine, dtype=float) @ shift
+
+
+def _wkt(crs: Any) -> str:
+    return crs.to_wkt() if hasattr(crs, "to_wkt") else str(crs)
+
+
+def same_crs(first: Any, second: Any) -> bool:
+    """Whether two CRSs are the same, whatever form each is given in.
+
+    Objects that compare themselves (``pyproj.CRS`` also against a WKT or EPSG string)
+    decide; otherwise their WKT texts (``to_wkt()``, else the text given) are compared.
+    None (no CRS) equals only None.
+
+    Parameters
+    ----------
+    first, second : object
+        A ``pyproj.CRS``, a WKT or ``"EPSG:<code>"`` string, or None.
+
+    Returns
+    -------
+    bool
+    """
+    if first is None or second is None:
+        return first is None and second is None
+    try:
+        if first == second:
+            return True
+    except Exception:  # a CRS object that cannot parse the other one
+        pass
+    return _wkt(first) == _wkt(second)
+
+
+def crs_name(crs: Any) -> str:
+    """A short name of a CRS for messages: ``"EPSG:32645"``, its name, or ``"no CRS"``.
+
+    Parameters
+    ----------
+    crs : object or None
+
+    Returns
+    -------
+    str
+    """
+    if crs is None:
+        return "no CRS"
+    if hasattr(crs, "to_epsg") and crs.to_epsg() is not None:
+        return f"EPSG:{crs.to_epsg()}"
+    name = getattr(crs, "name", None) or _wkt(crs)
+    return name if len(name) <= 60 else name[:57] + "..."
+
+
+def check_same_grid(first: Any, second: Any, names: tuple[str, str] = ("image", "labels")) -> None:
+    """Check that two Images lie on one grid: same spatial shape, affine and CRS.
+
+    Wherever two inputs meet (a prediction and its truth, labels and their intensities,
+    an image and its training labels), a difference in any of the three would silently
+    pair pixels that are not at one place; it is an error instead. Arrays that are not
+    Images only have their spatial shapes compared.
+
+    Parameters
+    ----------
+    first, second : Image or array-like
+        For arrays, shaped like the spatial axes.
+    names : (str, str)
+        What the two are called in the message.
+
+    Raises
+    ------
+    InputError
+        Naming the second's file (``meta["path"]``) when it has one, and saying what
+        differs.
+    """
+    images = isinstance(first, Image) and isinstance(second, Image)
+    shapes = [x.spatial_shape if isinstance(x, Image) else tuple(np.shape(x)) for x in (first, second)]
+    path = second.meta.get("path") if isinstance(second, Image) else None
+    a, b = names
+    if shapes[0] != shapes[1]:
+        raise InputError(f"{a} shape {shapes[0]} differs from {b} shape {shapes[1]}", path)
+    if not images:
+        return
+    if not same_crs(first.crs, second.crs):
+        raise InputError(
+            f"{a} and {b} are in different CRSs ({crs_name(first.crs)} vs {crs_name(second.crs)}); "
+            "reproject one onto the other's grid first",
+            path,
+        )
+    n = first.ndim
+    tolerance = 1e-3 * min(first.spacing)  # a thousandth of a pixel: float32 headers round
+    anchors = first.meta.get("anchor"), second.meta.get("anchor")
+    if not np.allclose(first.affine, second.affine, rtol=0, atol=tolerance) or (
+        None not in anchors and len(set(anchors)) > 1
+    ):
+        origins = [float(v) for v in first.affine[:n, n]], [float(v) for v in second.affine[:n, n]]
+        raise InputError(
+            f"{a} and {b} lie on different grids (origin {origins[0]} vs {origins[1]}, "
+            f"spacing {list(first.spacing)} vs {list(second.spacing)})",
+            path,
+        )
 
 
 def _affine_from_coords(coords: Sequence[np.ndarray], raster: bool) -> np.ndarray | None:

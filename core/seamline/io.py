@@ -4,24 +4,28 @@
 ``can_open`` the path (a cheap test: a suffix, a few magic bytes) and hands the path to
 the first that says yes. :func:`save` does the same with writers. A format nobody handles
 is an :class:`~seamline.errors.InputError` that lists what is supported.
+
+An opened Image remembers the fingerprint of its file (``meta["sources"]``, see
+:mod:`seamline.fingerprints`), and every Image made from it inherits it: :func:`save`
+refuses to write over that file and to finish when the file changed while it was read.
 """
 
 from __future__ import annotations
 
 import builtins
-import errno
 import inspect
 import os
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_problem
 from .errors import InputError, SeamlineError
+from .fingerprints import Fingerprint, reading
 from .image import Image
 from .plugins import registry
+from .temporary import clean
 
 __all__ = ["open", "save", "reader_for", "writer_for"]
-
-_FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def _supported(records: dict[str, Any]) -> str:
@@ -57,6 +61,8 @@ def reader_for(path: str | os.PathLike) -> Any:
         If the path does not exist or no reader accepts it.
     """
     path = os.fspath(path)
+    if not Path(path).exists():
+        clean(Path(path).absolute().parent)  # puts back an output a killed save had moved aside
     if not Path(path).exists():
         raise InputError("no such file or directory", path)
     readers = registry("readers")
@@ -106,7 +112,8 @@ def open(path: str | os.PathLike, *, chunks: Any = None, **options: Any) -> Imag
     Returns
     -------
     Image
-        A lazy image: nothing is read until it is computed.
+        A lazy image: nothing is read until it is computed. ``meta["sources"]`` holds
+        the file's :class:`~seamline.fingerprints.Fingerprint`.
 
     Raises
     ------
@@ -123,12 +130,14 @@ def open(path: str | os.PathLike, *, chunks: Any = None, **options: Any) -> Imag
     """
     reader = reader_for(path)
     _check_options(reader.open, options, f"{reader.name} reader", path)
+    source = Fingerprint.of(path)
     try:
-        return reader.open(os.fspath(path), chunks=chunks, **options)
+        image = reader.open(os.fspath(path), chunks=chunks, **options)
     except SeamlineError:
         raise
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot be read as {reader.name}: {exc}", path) from exc
+    return image.replace(meta={**image.meta, "sources": (source,)})
 
 
 def save(image: Image, path: str | os.PathLike, *, overwrite: bool = False, **options: Any) -> builtins.str:
@@ -153,19 +162,22 @@ def save(image: Image, path: str | os.PathLike, *, overwrite: bool = False, **op
     Raises
     ------
     InputError
-        If no writer handles the path, an option is not the writer's, or the output
-        exists and *overwrite* is false.
+        If no writer handles the path, an option is not the writer's, the output exists
+        and *overwrite* is false, the output is a file the image was read from (even
+        with *overwrite*), or that file changed while it was read.
     SeamlineError
         If the file system refuses the write (permissions, a full disk).
     """
     writer = writer_for(path)
     _check_options(writer.save, options, f"{writer.name} writer", path)
     try:
-        writer.save(image, os.fspath(path), overwrite=overwrite, **options)
+        with reading(*image.meta.get("sources", ())):
+            writer.save(image, os.fspath(path), overwrite=overwrite, **options)
     except SeamlineError:
         raise
-    except OSError as exc:
-        if not isinstance(exc, PermissionError) and exc.errno not in _FULL_OR_READ_ONLY:
+    except Exception as exc:  # a writer that failed outside atomic_output
+        problem = write_problem(exc, path)
+        if problem is None:
             raise
-        raise SeamlineError(f"cannot be written: {exc.strerror or exc}", path) from exc
+        raise SeamlineError(f"cannot be written: {problem}", path) from exc
     return os.fspath(path)

@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ._chunks import chunk_origins, map_chunks, spatial_array
-from .errors import InputError
-from .image import Image
+from .image import Image, check_same_grid
 
 __all__ = ["measure"]
 
@@ -65,7 +64,8 @@ def measure(labels: Any, image: Any = None) -> pd.DataFrame:
     Raises
     ------
     InputError
-        If an input has more than one channel or *image* is on another grid.
+        If an input has more than one channel or *image* is on another grid (shape, affine
+        or CRS).
 
     Examples
     --------
@@ -78,8 +78,11 @@ def measure(labels: Any, image: Any = None) -> pd.DataFrame:
     intensity = None
     if image is not None:
         intensity = spatial_array(image, "image")
-        if intensity.shape != array.shape:
-            raise InputError(f"image shape {intensity.shape} differs from labels shape {array.shape}")
+        check_same_grid(
+            labels if isinstance(labels, Image) else array,
+            image if isinstance(image, Image) else intensity,
+            ("labels", "image"),
+        )
         intensity = intensity.rechunk(array.chunks)
     origins = [(origin,) for origin in chunk_origins(array.chunks)]
     tables = map_chunks(_chunk_table, array, intensity, per_chunk=origins)

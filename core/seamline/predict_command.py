@@ -20,7 +20,8 @@ import click
 
 from .atomic import check_writable
 from .defaults import BATCH_SIZE
-from .errors import about
+from .errors import InputError, about, first_line
+from .fingerprints import reads
 from .logits import labels_of
 from .plugins import registry
 
@@ -31,6 +32,20 @@ def _bands(text: str | None) -> list[int | str] | None:
     if not text:
         return None
     return [int(b) if b.strip().isdigit() else b.strip() for b in text.split(",")]
+
+
+def _check_device(device: str) -> None:
+    """``--device`` names a device torch knows and this machine has (checked before any work)."""
+    import torch
+
+    if device == "auto":
+        return
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError) as exc:
+        raise InputError(f"--device {device}: not a torch device ({first_line(exc)})") from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device is available here; use --device cpu or auto")
 
 
 class PredictCommand(click.Command):
@@ -88,6 +103,7 @@ class PredictCommand(click.Command):
 @click.option("--scores", is_flag=True, hidden=True, help="Deprecated alias of --probabilities.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@reads("input_path")
 def command(
     input_path: str,
     out: str,
@@ -120,6 +136,7 @@ def command(
         check_writable(path, overwrite=overwrite)
     io.writer_for(out)
     model_settings = parse_model_options(model_options, architecture=architecture)
+    _check_device(device)
     chosen = _bands(bands)
     options = {**parse_model_options(input_options, what="reader option"), **({"bands": chosen} if chosen else {})}
     image = io.open(input_path, **options)

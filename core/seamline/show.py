@@ -19,7 +19,7 @@ import numpy as np
 
 from .atomic import atomic_output
 from .errors import InputError
-from .image import Image
+from .image import Image, crs_name, same_crs
 
 __all__ = ["show", "write_preview"]
 
@@ -39,12 +39,14 @@ def _as_image(array: Any, like: Image | None = None) -> Image:
 
 
 def _on_grid(other: Any, image: Image, what: str) -> Image:
-    """*other* as an Image on *image*'s grid (same shape, same affine to a thousandth of a pixel), one channel."""
+    """*other* as an Image on *image*'s grid (same shape, affine to a thousandth of a pixel, CRS), one channel."""
     other = _as_image(other, like=image)
     if other.spatial_shape != image.spatial_shape:
         raise InputError(f"{what} of shape {other.spatial_shape} do not match the image's {image.spatial_shape}")
     if not np.allclose(np.linalg.solve(np.asarray(image.affine), other.affine), np.eye(image.ndim + 1), atol=1e-3):
         raise InputError(f"{what} are not on the image's grid: their affines differ")
+    if not same_crs(image.crs, other.crs):
+        raise InputError(f"{what} are in {crs_name(other.crs)}, the image in {crs_name(image.crs)}")
     if other.channels != 1:
         raise InputError(f"{what} have {other.channels} channels; pictures take one channel of labels")
     return other

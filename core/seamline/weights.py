@@ -12,7 +12,15 @@ the message says so); TorchScript through :mod:`seamline.torchscript`.
 named by its path (``"state_dict.model.encoder.conv1.weight"``), and the prefix whose
 removal names the most of the network's own tensors wins (``"state_dict.model."`` for a
 TorchGeo task, ``"module."`` for ``DataParallel``, none for a bare state dict). Loading is
-strict: a mismatch names the first missing, unexpected and mis-shaped tensors.
+strict: a mismatch names the first missing, unexpected and mis-shaped tensors
+(:func:`weights_mismatch`).
+
+A seamline bundle's weights are checked before anything large is allocated: a card
+asking for ``in_channels=10**9`` would otherwise make torch allocate hundreds of
+gigabytes first. :func:`safetensors_shapes` reads the tensor shapes from a safetensors
+header without touching the data, and :func:`build_checked` builds the network on torch's
+``meta`` device, compares, and only then builds it for real (an architecture that cannot
+be built on ``meta`` is built directly).
 """
 
 from __future__ import annotations
@@ -22,16 +30,26 @@ import os
 import pickle
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import ModelError
+from .bundle_files import loads
+from .errors import ModelError, first_line
 from .torchscript import is_torchscript, read_torchscript
 
-__all__ = ["read_checkpoint", "tensors_by_name", "fit_weights"]
+__all__ = [
+    "read_checkpoint",
+    "tensors_by_name",
+    "fit_weights",
+    "weights_mismatch",
+    "safetensors_shapes",
+    "build_checked",
+]
+
+HEADER_LIMIT = 100 * 2**20  # safetensors' own limit on its JSON header
 
 _REFUSED = (
     "needs full unpickling (it holds {what}, and unpickling that could run code); seamline reads tensors only: "
@@ -166,19 +184,138 @@ def fit_weights(module: torch.nn.Module, checkpoint: Any, *, source: str | os.Pa
         )
     state = {name[len(prefix) :]: value for name, value in tensors.items() if name.startswith(prefix)}
     transient = {name for name, _ in module.named_buffers()} - set(wanted)
+    problem = weights_mismatch(_shapes(wanted), _shapes(state), ignore=transient)
+    if problem is not None:
+        where = f" under {prefix!r}" if prefix else ""
+        raise ModelError(f"weights{where} do not fit {architecture}: {problem}", source)
+    module.load_state_dict({name: state[name] for name in wanted}, strict=True)
+
+
+def _shapes(state: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(value.shape) for name, value in state.items()}
+
+
+def weights_mismatch(
+    wanted: Mapping[str, Sequence[int]],
+    found: Mapping[str, Sequence[int]],
+    *,
+    ignore: frozenset[str] | set[str] = frozenset(),
+) -> str | None:
+    """Say, in one line, how weights of the shapes *found* differ from those a network *wanted*.
+
+    Parameters
+    ----------
+    wanted : mapping of str to shape
+        The network's state dict names and shapes.
+    found : mapping of str to shape
+        The file's.
+    ignore : set of str
+        Names the file may hold that the network does not need (non-persistent buffers).
+
+    Returns
+    -------
+    str or None
+        ``"missing a (and 1 more); unexpected c; mis-shaped d ([3, 4] in the file, [3, 5] in
+        the network)"``; None when they fit.
+    """
     problems = []
-    missing = [name for name in wanted if name not in state]
-    unexpected = [name for name in state if name not in wanted and name not in transient]
-    shaped = [name for name in wanted if name in state and state[name].shape != wanted[name].shape]
+    missing = [name for name in wanted if name not in found]
+    unexpected = [name for name in found if name not in wanted and name not in ignore]
+    shaped = [name for name in wanted if name in found and tuple(found[name]) != tuple(wanted[name])]
     if missing:
         problems.append(_first(missing, "missing"))
     if unexpected:
         problems.append(_first(unexpected, "unexpected"))
     if shaped:
         name = shaped[0]
-        sizes = f" ({list(state[name].shape)} in the file, {list(wanted[name].shape)} in the network)"
+        sizes = f" ({list(found[name])} in the file, {list(wanted[name])} in the network)"
         problems.append(_first(shaped, "mis-shaped", sizes))
-    if problems:
-        where = f" under {prefix!r}" if prefix else ""
-        raise ModelError(f"weights{where} do not fit {architecture}: {'; '.join(problems)}", source)
-    module.load_state_dict({name: state[name] for name in wanted}, strict=True)
+    return "; ".join(problems) or None
+
+
+def safetensors_shapes(data: bytes, source: str | os.PathLike | None = None) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor a safetensors file holds, from its header alone.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's bytes (only the header is parsed).
+    source : str or os.PathLike, optional
+        The file, named in errors.
+
+    Returns
+    -------
+    dict of str to tuple of int
+
+    Raises
+    ------
+    ModelError
+        If the header is missing, too long, not JSON, or describes tensors that do not
+        lie inside the file.
+    """
+    if len(data) < 8:
+        raise ModelError("not a safetensors file: shorter than its header length", source)
+    size = int.from_bytes(data[:8], "little")
+    if size > min(HEADER_LIMIT, len(data) - 8):
+        raise ModelError(f"not a safetensors file: a header of {size} bytes in a file of {len(data)}", source)
+    header = loads(data[8 : 8 + size], source, what="safetensors header")
+    payload = len(data) - 8 - size
+    if not isinstance(header, dict):
+        raise ModelError("not a safetensors file: its header is not a JSON object", source)
+    shapes = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape, offsets = (entry.get("shape"), entry.get("data_offsets")) if isinstance(entry, dict) else (None, None)
+        valid = isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)
+        if not valid or not (isinstance(offsets, list) and len(offsets) == 2 and 0 <= offsets[0] <= offsets[1]):
+            raise ModelError(f"not a safetensors file: tensor {name!r} has no valid shape and offsets", source)
+        if offsets[1] > payload:
+            raise ModelError(f"truncated: tensor {name!r} ends at byte {offsets[1]} of {payload}", source)
+        shapes[str(name)] = tuple(int(n) for n in shape or ())
+    return shapes
+
+
+def build_checked(
+    build: Callable[[], Any],
+    shapes: Mapping[str, Sequence[int]],
+    source: str | os.PathLike | None = None,
+    *,
+    architecture: str = "the model",
+) -> Any:
+    """Build a network only if its state dict will take weights of these *shapes*.
+
+    Parameters
+    ----------
+    build : callable
+        Builds the network (raising :class:`~seamline.errors.ModelError` when it cannot).
+    shapes : mapping of str to shape
+        The weights' names and shapes (:func:`safetensors_shapes`).
+    source : str or os.PathLike, optional
+        The weights' file, named in errors.
+    architecture : str
+        The network's architecture name, for messages.
+
+    Returns
+    -------
+    torch.nn.Module
+        Built for real (on the CPU), with random weights.
+
+    Raises
+    ------
+    ModelError
+        If the network built on the ``meta`` device differs from *shapes*, or *build* fails.
+    """
+    try:
+        with torch.device("meta"):
+            skeleton = build()
+    except (NotImplementedError, RuntimeError) as exc:
+        if "meta" not in str(exc):
+            raise ModelError(f"cannot build {architecture}: {first_line(exc)}", source) from exc
+        skeleton = None  # this architecture needs real tensors to be built
+    if skeleton is not None:
+        transient = {name for name, _ in skeleton.named_buffers()} - set(skeleton.state_dict())
+        problem = weights_mismatch(_shapes(skeleton.state_dict()), shapes, ignore=transient)
+        if problem is not None:
+            raise ModelError(f"weights do not fit {architecture}: {problem}", source)
+    return build()

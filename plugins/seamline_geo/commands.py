@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import click
 
+from seamline.fingerprints import reads
+
 __all__ = ["vectorize_command"]
 
 
@@ -30,8 +32,11 @@ __all__ = ["vectorize_command"]
     help="Drop polygons smaller than this (CRS units²).",
 )
 @click.option("--instances", is_flag=True, help="Add an instance_id column numbering the polygons.")
-@click.option("--band", type=click.IntRange(min=1), default=1, show_default=True, help="The band holding the labels.")
+@click.option(
+    "--band", type=click.IntRange(min=1), help="The band holding the labels (needed when LABELS has several)."
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@reads("labels")
 def vectorize_command(
     labels: str,
     out: str,
@@ -39,7 +44,7 @@ def vectorize_command(
     simplify: float | None,
     min_area: float,
     instances: bool,
-    band: int,
+    band: int | None,
     overwrite: bool,
 ) -> None:
     """Turn the label raster LABELS into polygons in OUT (.gpkg, .parquet, .fgb, .geojson, .json)."""
@@ -53,11 +58,17 @@ def vectorize_command(
     check_vector_path(out)
     check_writable(out, overwrite=overwrite)
     image = seamline.open(labels)
-    if band > image.channels:
+    if band is None and image.channels > 1:
+        raise InputError(f"has {image.channels} bands; vectorize one band of labels (choose it with --band)", labels)
+    if band is not None and band > image.channels:
         raise InputError(f"has no band {band} (it has {image.channels})", labels)
     with about(labels):
         frame = seamline.vectorize(
-            image[band - 1], connectivity=int(connectivity), simplify=simplify, min_area=min_area, instances=instances
+            image[(band or 1) - 1],
+            connectivity=int(connectivity),
+            simplify=simplify,
+            min_area=min_area,
+            instances=instances,
         )
     write_polygons(frame, out, overwrite=overwrite)
     click.echo(f"wrote {out} ({len(frame)} polygons, {frame['class_id'].nunique()} classes)")

@@ -13,11 +13,12 @@ turns back into ``meta``. Overviews use nearest-neighbour resampling for integer
 (labels keep their values) and averaging for floating-point data (scores). Every band is
 written as data (photometric MINISBLACK): GDAL would otherwise tag three or four uint8
 bands as RGB(A), and a fourth band (near-infrared) would read back as a transparency mask.
+A validity mask (``meta["mask"]``, as the reader gives for a file with a mask band) is
+written as the file's internal per-dataset mask, so it reads back as it was.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import numbers
 import os
@@ -73,6 +74,15 @@ class _Windows:
             dataset.write(block, window=Window.from_slices(rows, cols))
 
 
+class _Mask(_Windows):
+    """A ``da.store`` target for the validity mask: each block goes to the file's internal mask."""
+
+    def __setitem__(self, index: tuple[slice, slice, slice], block: np.ndarray) -> None:
+        _, rows, cols = index
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(self.path, "r+") as dataset:
+            dataset.write_mask(np.where(block[0], np.uint8(255), np.uint8(0)), window=Window.from_slices(rows, cols))
+
+
 def _writer_lock() -> Any:
     """A lock every writer shares: a cluster-wide one when a dask.distributed client is active."""
     try:
@@ -107,7 +117,10 @@ def _profile(image: Image, dtype: np.dtype, compress: str, blocksize: int, nodat
 def _write_tiles(image: Image, path: Path, profile: dict[str, Any], blocksize: int) -> None:
     data = _aligned(image.data.astype(profile["dtype"]), blocksize)
     meta = image.meta
-    with rasterio.open(path, "w", **profile) as dataset:
+    mask = meta.get("mask")
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dataset:
+        if mask is not None:
+            dataset.write_mask(True)
         for band, name in enumerate(meta.get("band_names") or (), start=1):
             dataset.set_band_description(band, str(name))
         if np.issubdtype(profile["dtype"], np.integer) and meta.get("class_names"):
@@ -115,7 +128,11 @@ def _write_tiles(image: Image, path: Path, profile: dict[str, Any], blocksize: i
             dataset.update_tags(**{CLASS_NAMES_TAG: json.dumps(names)})
         if profile["dtype"] in ("uint8", "uint16") and meta.get("colors"):
             dataset.write_colormap(1, {int(k): (*map(int, rgb[:3]), 255) for k, rgb in meta["colors"].items()})
-    da.store(data, _Windows(path), lock=_writer_lock())
+    if mask is None:
+        da.store(data, _Windows(path), lock=_writer_lock())
+        return
+    mask = _aligned(da.asarray(mask).astype(bool).reshape((1, *image.spatial_shape)), blocksize)
+    da.store([data, mask], [_Windows(path), _Mask(path)], lock=_writer_lock())
 
 
 def save_geotiff(
@@ -170,20 +187,16 @@ def save_geotiff(
         if not cog:
             _write_tiles(image, tmp, profile, blocksize)
             return
-        tiles = tmp.with_name(tmp.name + ".tiles.tif")
-        try:
-            _write_tiles(image, tiles, profile, blocksize)
-            resampling = "NEAREST" if np.issubdtype(dtype, np.integer) else "AVERAGE"
-            rasterio.shutil.copy(
-                tiles,
-                tmp,
-                driver="COG",
-                COMPRESS=compress.upper(),
-                BLOCKSIZE=blocksize,
-                RESAMPLING=resampling,
-                OVERVIEWS="AUTO",
-                BIGTIFF="IF_SAFER",
-            )
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tiles.unlink()
+        tiles = tmp.with_name(tmp.name + ".tiles.tif")  # removed with tmp by atomic_output
+        _write_tiles(image, tiles, profile, blocksize)
+        resampling = "NEAREST" if np.issubdtype(dtype, np.integer) else "AVERAGE"
+        rasterio.shutil.copy(
+            tiles,
+            tmp,
+            driver="COG",
+            COMPRESS=compress.upper(),
+            BLOCKSIZE=blocksize,
+            RESAMPLING=resampling,
+            OVERVIEWS="AUTO",
+            BIGTIFF="IF_SAFER",
+        )

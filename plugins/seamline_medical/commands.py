@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from seamline.fingerprints import reads
+
 __all__ = ["stats_command", "dicom_info_command"]
 
 
@@ -26,6 +28,7 @@ __all__ = ["stats_command", "dicom_info_command"]
 @click.option("--names-key", help="Which table of a --names file with several (e.g. 'total').")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write STATS.csv or STATS.json instead of printing.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@reads("labels", "image", "names")
 def stats_command(
     labels: str, image: str | None, names: str | None, names_key: str | None, out: str | None, overwrite: bool
 ) -> None:

@@ -24,7 +24,15 @@ import numpy as np
 from seamline.errors import InputError
 from seamline.image import Image
 
-__all__ = ["label_table", "sidecar_path", "read_label_table", "label_extension", "label_dtype", "mark_as_labels"]
+__all__ = [
+    "label_table",
+    "sidecar_path",
+    "read_label_table",
+    "label_extension",
+    "is_label_extension",
+    "label_dtype",
+    "mark_as_labels",
+]
 
 LABEL_TABLE_KEY = "seamline_label_table"
 _COMMENT = 6  # NIFTI_ECODE_COMMENT: the extension code that carries the label table
@@ -86,18 +94,38 @@ def read_label_table(header: Any) -> tuple[dict[int, str], dict[int, tuple[int, 
         Names by label id, and colours for the ids the table gives one.
     """
     for extension in header.extensions:
-        if extension.get_code() != _COMMENT:
-            continue
-        try:
-            table = json.loads(extension.get_content().rstrip(b"\x00"))
-        except (ValueError, UnicodeDecodeError):
-            continue
-        if isinstance(table, dict) and LABEL_TABLE_KEY in table:
+        table = _table_of(extension)
+        if table is not None:
             entries = table[LABEL_TABLE_KEY].items()
             names = {int(k): str(v["name"]) for k, v in entries}
             colors = {int(k): _rgb(v["color"]) for k, v in entries if v.get("color")}
             return names, colors
     return None
+
+
+def _table_of(extension: Any) -> dict[str, Any] | None:
+    """The JSON of a label table extension, or None for any other extension."""
+    if extension.get_code() != _COMMENT:
+        return None
+    try:
+        table = json.loads(extension.get_content().rstrip(b"\x00"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return table if isinstance(table, dict) and LABEL_TABLE_KEY in table else None
+
+
+def is_label_extension(extension: Any) -> bool:
+    """Whether a header extension is a label table (written by :func:`label_extension`).
+
+    Parameters
+    ----------
+    extension : nibabel.nifti1.Nifti1Extension
+
+    Returns
+    -------
+    bool
+    """
+    return _table_of(extension) is not None
 
 
 def label_extension(table: Mapping[str, Any]) -> nib.nifti1.Nifti1Extension:

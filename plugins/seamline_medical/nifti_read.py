@@ -12,7 +12,8 @@ The voxel axes stay nibabel's ``(i, j, k)`` (a 2D file gets ``k`` of size 1); a 
 file's fourth axis becomes the channel axis. The affine is ``img.affine``, the sform or
 qform that nibabel chooses, and the header travels in ``meta`` so that
 :func:`seamline_medical.nifti_write.save_nifti` can write it back. A file shorter than
-its header says is refused when opened (``.nii``) or when the missing voxels are read
+its header says is refused when opened (``.nii``, and a ``.nii.gz`` whose header claims
+more voxels than its compressed size could hold) or when the missing voxels are read
 (``.nii.gz``), as an :class:`~seamline.errors.InputError` naming the file.
 """
 
@@ -35,6 +36,8 @@ from .label_table import read_label_table
 __all__ = ["open_nifti", "VoxelFile", "CompressedVoxels", "CHUNK_BYTES"]
 
 CHUNK_BYTES = 64 * 2**20
+#: The most deflate can compress: a gzip file holds at most about this many times its size.
+GZIP_RATIO = 1032
 _BROKEN_STREAM = (EOFError, OSError, zlib.error)
 
 
@@ -123,6 +126,14 @@ def _voxels(img: Any, path: str) -> da.Array:
     """The file's voxels as a lazy array shaped like the file, (i, j[, k[, t]])."""
     shape = tuple(int(s) for s in img.shape)
     proxy = img.dataobj
+    claimed = int(proxy.offset) + int(np.prod(shape, dtype=object)) * np.dtype(proxy.dtype).itemsize
+    size = os.path.getsize(path)
+    if not path.lower().endswith(".nii") and claimed > size * GZIP_RATIO + 2**20:
+        raise InputError(
+            f"is truncated or corrupt: its header claims {shape} voxels ({claimed} bytes), "
+            f"more than a gzip file of {size} bytes can hold",
+            path,
+        )
     try:
         dtype = np.asarray(proxy[(slice(0, 1),) * len(shape)]).dtype
     except _BROKEN_STREAM as exc:
@@ -131,7 +142,6 @@ def _voxels(img: Any, path: str) -> da.Array:
     if not path.lower().endswith(".nii"):
         return da.from_array(CompressedVoxels(path, dtype, shape), chunks=chunks)
     source = VoxelFile(path, proxy.dtype, proxy.offset, shape)
-    size = os.path.getsize(path)
     if size < source.nbytes:
         raise InputError(f"is truncated: {size} bytes, but its header needs {source.nbytes}", path)
     voxels = da.from_array(source, chunks=chunks)

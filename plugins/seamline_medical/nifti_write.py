@@ -2,9 +2,12 @@
 
 :func:`save_nifti` streams the dask blocks into a memory-mapped ``.nii`` and, for
 ``.nii.gz``, compresses that file in one pass; at most one uncompressed copy of the
-volume exists on disk, never one in memory.
+volume exists on disk, never one in memory. The memory-mapped file gets its whole size
+on disk before the first voxel is written (``posix_fallocate``): a write through a
+memory map onto a full disk would kill the process (SIGBUS) instead of raising an error.
 
-The source header (``meta["nifti_header"]``) is the template. When the image still sits
+The source header (``meta["nifti_header"]``) is the template, header extensions
+included. When the image still sits
 on its source grid, the sform, qform, their codes and the units are copied verbatim, so
 the saved file has exactly the source geometry. On another grid (a window, a
 reorientation, a resampling) the step from the new voxel grid to the source's,
@@ -17,11 +20,11 @@ replaced together with the volume.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,7 @@ from seamline.errors import InputError
 from seamline.image import Image
 
 from .formats import can_save, refuse_options
-from .label_table import label_dtype, label_extension, label_table, mark_as_labels, sidecar_path
+from .label_table import is_label_extension, label_dtype, label_extension, label_table, mark_as_labels, sidecar_path
 from .nifti_read import VoxelFile
 
 __all__ = ["save_nifti"]
@@ -85,20 +88,39 @@ def _set_geometry(header: Any, affine: np.ndarray, image: Image) -> None:
         header.set_zooms((*zooms, *header.get_zooms()[3:]))
 
 
+def _reserve(file: Any, size: int) -> None:
+    """Make *file* *size* bytes long with its blocks allocated, or raise ENOSPC now."""
+    try:
+        os.posix_fallocate(file.fileno(), 0, size)
+        return
+    except AttributeError:  # no posix_fallocate (macOS): check the free space instead
+        pass
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise
+    if shutil.disk_usage(os.path.dirname(os.path.abspath(file.name))).free < size - file.tell():
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), file.name)
+    file.truncate(size)
+
+
 def _write_nii(header: Any, data: da.Array, path: Path) -> None:
     """Write *header* then stream *data* (disk order: i, j, k[, t]) into the file, block by block."""
     header["vox_offset"] = 0
     with open(path, "wb") as f:
         header.write_to(f)
         offset = int(header.get_data_offset())
-        f.truncate(offset + data.size * data.dtype.itemsize)
+        _reserve(f, offset + data.size * data.dtype.itemsize)
     da.store(data, VoxelFile(path, header.get_data_dtype(), offset, data.shape), lock=False)
 
 
 def _write_nii_gz(header: Any, data: da.Array, path: Path, name: str, compresslevel: int) -> None:
-    """Write a scratch ``.nii`` beside *path*, then gzip it into *path* (stored name *name*, no time)."""
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".seamline-") as scratch:
-        raw = Path(scratch) / "volume.nii"
+    """Write a scratch ``.nii`` beside *path*, then gzip it into *path* (stored name *name*, no time).
+
+    The scratch file extends *path*'s temporary name, so that it is removed with it, by
+    :func:`seamline.atomic.atomic_output`, or by a later save when this process dies.
+    """
+    raw = path.with_name(path.name + ".raw.nii")
+    try:
         _write_nii(header, data, raw)
         with (
             open(raw, "rb") as src,
@@ -106,6 +128,8 @@ def _write_nii_gz(header: Any, data: da.Array, path: Path, name: str, compressle
             gzip.GzipFile(filename=name, mode="wb", fileobj=out, compresslevel=compresslevel, mtime=0) as dst,
         ):
             shutil.copyfileobj(src, dst, 16 * 2**20)
+    finally:
+        raw.unlink(missing_ok=True)
 
 
 def save_nifti(
@@ -167,7 +191,9 @@ def save_nifti(
     header.set_slope_inter(np.nan, np.nan)
     header.set_xyzt_units(*image.meta.get("units", header.get_xyzt_units()))
     _set_geometry(header, _affine_3d(image.affine), image)
+    kept = [extension for extension in header.extensions if not is_label_extension(extension)]
     header.extensions.clear()
+    header.extensions.extend(kept)
     table = label_table(names, image.meta.get("colors")) if labels and names else None
     if labels:
         mark_as_labels(header)

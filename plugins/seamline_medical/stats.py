@@ -28,14 +28,13 @@ import pandas as pd
 
 from seamline.atomic import atomic_output
 from seamline.errors import InputError
-from seamline.image import Image
+from seamline.image import Image, check_same_grid
 from seamline.measure import measure
 
 __all__ = [
     "organ_statistics",
     "load_names",
     "write_statistics",
-    "check_same_grid",
     "measure_labels",
     "write_stats_output",
     "check_stats_output",
@@ -97,26 +96,6 @@ def load_names(path: str | os.PathLike, *, key: str | None = None, ids: Any = No
         return {int(k): str(v) for k, v in table.items()}
     except (TypeError, ValueError) as exc:
         raise InputError(f"label ids must be integers: {exc}", path) from exc
-
-
-def check_same_grid(labels: Image, image: Image) -> None:
-    """Check that *image* lies on the grid of *labels*: same spatial shape and affine.
-
-    Parameters
-    ----------
-    labels, image : Image
-
-    Raises
-    ------
-    InputError
-        Naming the image's file (``meta["path"]``) when the grids differ.
-    """
-    if image.spatial_shape != labels.spatial_shape or not np.allclose(image.affine, labels.affine, atol=1e-4):
-        raise InputError(
-            f"is not on the grid of the labels (shape {image.spatial_shape} vs {labels.spatial_shape}, "
-            "or a different affine)",
-            image.meta.get("path"),
-        )
 
 
 def _stats_suffix(path: str | os.PathLike) -> str:
@@ -230,7 +209,7 @@ def organ_statistics(
     if not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"labels must be integers, got {labels.dtype}", labels.meta.get("path"))
     if image is not None:
-        check_same_grid(labels, image)
+        check_same_grid(labels, image, ("labels", "image"))
     table = measure_labels(labels, image[0] if image is not None else None)
     _check_labels(labels, table.index)
     if isinstance(names, str | os.PathLike):

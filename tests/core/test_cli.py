@@ -43,7 +43,7 @@ def test_version(cli):
     ("kind", "code", "line"),
     [
         ("input", 2, "error: scene.tif: not a GeoTIFF"),
-        ("model", 1, "error: bundle: weights do not match the architecture"),
+        ("model", 2, "error: bundle: weights do not match the architecture"),
         ("other", 1, "error: ZeroDivisionError: boom (run with --debug for the traceback)"),
     ],
 )

@@ -104,3 +104,30 @@ def test_spatial_axes_take_slices_only():
         image[:, 1]
     with pytest.raises(InputError, match="positive step"):
         image[:, ::-1]
+
+
+def test_same_crs_whatever_the_form():
+    from seamline.image import same_crs
+
+    wkt = 'GEOGCRS["WGS 84",DATUM["World Geodetic System 1984"]]'
+    assert same_crs(None, None) and same_crs(wkt, wkt)
+    assert not same_crs(None, wkt) and not same_crs(wkt, wkt.replace("84", "72"))
+    pyproj = pytest.importorskip("pyproj")
+    assert same_crs(pyproj.CRS(32645), "EPSG:32645") and same_crs("EPSG:32645", pyproj.CRS(32645))
+    assert same_crs(pyproj.CRS(32645), pyproj.CRS(32645).to_wkt())
+    assert not same_crs(pyproj.CRS(32645), pyproj.CRS(32644))
+
+
+def test_check_same_grid_names_what_differs():
+    from seamline.image import check_same_grid
+
+    a = Image.from_array(np.zeros((1, 4, 5)), np.diag([30.0, -30.0, 1.0]), "EPSG:32645", {"path": "a.tif"})
+    check_same_grid(a, a.replace(meta={}))
+    with pytest.raises(InputError, match=r"^b\.tif: image and labels are in different CRSs"):
+        check_same_grid(a, a.replace(crs=None, meta={"path": "b.tif"}))
+    shifted = a.replace(affine=window_affine(a.affine, [0, 1]))
+    with pytest.raises(InputError, match=r"lie on different grids \(origin \[0\.0, 0\.0\] vs \[0\.0, -30\.0\]"):
+        check_same_grid(a, shifted)
+    check_same_grid(a, a.replace(affine=a.affine + 1e-5))  # a thousandth of a pixel is the same grid
+    with pytest.raises(InputError, match=r"image shape \(4, 5\) differs from labels shape \(5, 4\)"):
+        check_same_grid(a, np.zeros((5, 4)))

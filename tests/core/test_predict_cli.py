@@ -123,7 +123,7 @@ def test_missing_bundle_is_a_model_error(cli, files):
     result = CliRunner().invoke(
         cli, ["predict", str(files / "in.zarr"), str(files / "o.zarr"), "-m", str(files / "none")]
     )
-    assert result.exit_code == 1 and "none: no such model bundle" in result.output
+    assert result.exit_code == 2 and "none: no such model bundle" in result.output
 
 
 def test_help_lists_every_registered_output(cli):

@@ -50,7 +50,7 @@ def test_stats_of_another_grid_is_an_input_error():
     seg, ct = data_file(FOLDER, "example_seg.nii.gz"), data_file(FOLDER, "example_ct.nii.gz")
     result = CliRunner().invoke(get_cli(), ["stats", str(seg), "--image", str(ct)])
     assert result.exit_code == 2
-    assert result.output.startswith(f"error: {ct}: is not on the grid of the labels")
+    assert result.output.startswith(f"error: {ct}: labels shape (122, 101, 30) differs from image shape")
 
 
 def test_statistics_against_scipy():

@@ -33,8 +33,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from ..errors import InputError
-from ..image import Image
+from ..image import Image, check_same_grid
 from ..tiling import chunks_overlapping, intersection
 from .regions import AXIS_NAMES, Region, free_window, overlaps, patch_shape, patch_start, split_region
 
@@ -81,8 +80,7 @@ class TrainingPair:
         region: Region | None = None,
         exclude: Sequence[Region] = (),
     ) -> None:
-        if image.spatial_shape != labels.spatial_shape:
-            raise InputError(f"image and labels grids differ: {image.spatial_shape} vs {labels.spatial_shape}")
+        check_same_grid(image, labels, ("image", "labels"))
         self.image, self.labels, self.valid = image, labels, valid
         self.region = tuple(slice(0, n) for n in image.spatial_shape) if region is None else region
         self.exclude = list(exclude)

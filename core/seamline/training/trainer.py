@@ -40,7 +40,7 @@ from ..atomic import atomic_output, check_writable
 from ..bundle import Bundle, ModelCard, build_module, load_model, save_model
 from ..devices import autocast, resolve_device
 from ..errors import InputError
-from ..image import Image
+from ..image import Image, check_same_grid
 from ..normalize import fit_normalization, normalize
 from ..plugins import call_hook, registry
 from .augment import augment
@@ -124,8 +124,10 @@ def _open_labels(path: str, image: Image, cfg: TrainConfig) -> Image:
             return seamline_io.open(path, like=image, **{k: v for k, v in options.items() if v is not None})
         except TypeError:  # a reader that takes no like=: the first error says what is wrong
             raise plain from None
-    if labels.spatial_shape != image.spatial_shape:
-        raise InputError(f"labels grid {labels.spatial_shape} differs from the image's {image.spatial_shape}", path)
+    try:
+        check_same_grid(image, labels, ("image", "labels"))
+    except InputError as exc:
+        raise InputError(exc.message, path) from exc
     return labels
 
 
@@ -179,6 +181,7 @@ def _regions(cfg: TrainConfig, image: Image) -> tuple[tuple, list, list]:
 
 def _card(cfg: TrainConfig, image: Image, normalization: dict) -> ModelCard:
     kwargs = dict(cfg.model.kwargs)
+    kwargs.pop("encoder_weights", None)  # the start of training; the bundle holds the trained weights
     record = registry("models").get(cfg.model.architecture)
     if record is not None and record.spatial_dims is None:
         kwargs.setdefault("spatial_dims", image.ndim)
