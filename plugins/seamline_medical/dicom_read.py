@@ -21,6 +21,7 @@ pylibjpeg, pillow; RLE natively); a transfer syntax no installed plugin decodes 
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from typing import Any
 
@@ -136,13 +137,21 @@ class SliceStack:
                 total += weight * cache[m]
         return total.astype(self.dtype)
 
-    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
-        channels, columns, rows, slices = key
+    def __getitem__(self, key: Any) -> np.ndarray:
+        # dask may fuse a later index into the read: integers pick one position (and drop the axis).
+        key = (key if isinstance(key, tuple) else (key,)) + (slice(None),) * 4
+        picked = tuple(axis for axis, k in enumerate(key[:4]) if isinstance(k, numbers.Integral))
+        channels, columns, rows, slices = (
+            slice(int(k) % n, int(k) % n + 1) if isinstance(k, numbers.Integral) else k
+            for k, n in zip(key[:4], self.shape, strict=True)
+        )
         cache: dict[int, np.ndarray] = {}
         planes = [self._slice(k, cache)[channels, columns, rows] for k in range(*slices.indices(self.shape[3]))]
         if not planes:
-            return np.empty((*self.shape[:3], 0), self.dtype)[channels, columns, rows]
-        return np.stack(planes, axis=-1)
+            block = np.empty((*self.shape[:3], 0), self.dtype)[channels, columns, rows]
+        else:
+            block = np.stack(planes, axis=-1)
+        return block.squeeze(axis=picked) if picked else block
 
 
 def voxel_dtype(stored: np.dtype, bits_stored: int | None, rescales: set[tuple[float, float]]) -> np.dtype:
