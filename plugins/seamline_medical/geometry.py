@@ -112,7 +112,9 @@ def first_voxel_grid(image: Image, spacing: Sequence[float]) -> tuple[tuple[int,
 
     The axes keep their directions (shear is dropped), the first voxel's centre stays
     where it is, and each axis has ``round((n - 1) * spacing_in / spacing + 1)`` voxels
-    (``monai.data.utils.compute_shape_offset``).
+    (``monai.data.utils.compute_shape_offset``). As in MONAI, an axis whose spacing is
+    within 1e-3 of the target keeps its own, and a grid that differs from the image's own
+    by less than 1e-3 (affine and shape) is the image's own.
 
     Parameters
     ----------
@@ -130,8 +132,12 @@ def first_voxel_grid(image: Image, spacing: Sequence[float]) -> tuple[tuple[int,
     source = np.asarray(image.affine, dtype=float)
     linear = source[:n, :n]
     upper = np.linalg.cholesky(linear.T @ linear).T
+    # Like MONAI, an axis whose spacing is within AFFINE_TOL (1e-3) of the target keeps its own.
+    current = np.linalg.norm(linear, axis=0)
+    wanted = np.asarray(spacing, float)
+    wanted = np.where(np.abs(current - wanted) <= 1e-3, current, wanted)
     affine = np.eye(n + 1)
-    affine[:n, :n] = linear @ np.linalg.inv(upper) @ np.diag(np.sign(np.diag(upper)) * np.asarray(spacing, float))
+    affine[:n, :n] = linear @ np.linalg.inv(upper) @ np.diag(np.sign(np.diag(upper)) * wanted)
     corners = np.array(list(itertools.product(*((0.0, s - 1.0) for s in image.spatial_shape)))).T
     corners = np.vstack([corners, np.ones(corners.shape[1])])
     mapped = np.linalg.solve(affine, source) @ corners
@@ -144,7 +150,14 @@ def first_voxel_grid(image: Image, spacing: Sequence[float]) -> tuple[tuple[int,
         in_shape = np.asarray(image.spatial_shape, float)
         centre = source[:n, :n] @ (in_shape / 2.0) + source[:n, n]
         affine[:n, n] = centre - affine[:n, :n] @ (shape / 2.0)
-    return tuple(int(max(1, s)) for s in shape), affine
+    grid = tuple(int(max(1, s)) for s in shape)
+    # MONAI leaves an image alone when the new grid is within AFFINE_TOL (1e-3) of its own.
+    same_size = grid == tuple(image.spatial_shape)
+    if same_size and (
+        np.allclose(source, affine, atol=1e-3) or np.allclose(np.linalg.solve(source, affine), np.eye(n + 1), atol=1e-3)
+    ):
+        return grid, source
+    return grid, affine
 
 
 def _resample_block(pieces: list, matrix: np.ndarray, offset: np.ndarray, shape: tuple, order: int) -> np.ndarray:
