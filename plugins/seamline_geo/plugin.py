@@ -149,3 +149,12 @@ def seamline_overview(image: Any, step: int) -> Any:
     from .overviews import read_overview
 
     return read_overview(image, step)
+
+
+@hookimpl
+def seamline_warp(image: Any, like: Any, resampling: str) -> Any:
+    if image.ndim != 2 or like.ndim != 2 or image.crs is None or like.crs is None:
+        return None
+    from .warp import warp_image
+
+    return warp_image(image, like, resampling)

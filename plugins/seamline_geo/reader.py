@@ -17,6 +17,7 @@ cannot read is an :class:`~seamline.errors.InputError` naming the file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -33,10 +34,12 @@ from rasterio.windows import Window
 
 from seamline.errors import InputError
 from seamline.image import Image
+from seamline.stack import same_grid
 
 from .grid import affine_from_transform, from_windows, to_pyproj
+from .warp import Source, warp_reads
 
-__all__ = ["open_raster"]
+__all__ = ["open_raster", "read_source"]
 
 CLASS_NAMES_TAG = "SEAMLINE_CLASS_NAMES"
 TARGET_CHUNK_PIXELS = 2**20
@@ -113,14 +116,70 @@ def _read_mask(path: str, window: tuple[int, int, int, int]) -> np.ndarray:
         return dataset.dataset_mask(window=where)[None] > 0
 
 
+def read_source(
+    path: str,
+    indexes: list[int],
+    scales: tuple[np.ndarray, np.ndarray] | None,
+    nodata: float | None,
+    masked: bool,
+    window: tuple[int, int, int, int],
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read one window of a raster file as a warp takes it (see :func:`seamline_geo.warp.warp_reads`).
+
+    Parameters
+    ----------
+    path : str
+        The raster.
+    indexes : list of int
+        1-based bands.
+    scales : (numpy.ndarray, numpy.ndarray) or None
+        Per-band scale and offset to apply: the data become float32, NaN where invalid.
+    nodata : float or None
+        With *scales*: the raw value marking invalid pixels (None or NaN: the file's own masks).
+    masked : bool
+        Also read the file's per-dataset mask.
+    window : (int, int, int, int)
+        ``(row, col, height, width)``.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray or None)
+        The bands and, when *masked*, the validity mask (True = data).
+    """
+    with _window_of(path, window) as (dataset, where):
+        data = dataset.read(indexes, window=where)
+        valid = dataset.dataset_mask(window=where) > 0 if masked else None
+        if scales is None:
+            return data, valid
+        if nodata is not None and not np.isnan(nodata):
+            invalid = data == nodata
+        else:
+            invalid = dataset.read_masks(indexes, window=where) == 0
+    out = data.astype(np.float32) * scales[0][:, None, None] + scales[1][:, None, None]
+    out[invalid] = np.nan
+    return out, valid
+
+
+def _stamp(path: str) -> float | None:
+    """The modification time of a local file (None for URLs and other GDAL paths)."""
+    return os.path.getmtime(path) if os.path.exists(path) else None
+
+
 def _lazy(path: str, reader: Any, args: tuple, bands: int, chunks: tuple, dtype: Any) -> da.Array:
     """A dask array whose every chunk is ``reader(path, *args, window)``."""
-    name = f"read-{os.path.basename(path)}-{tokenize(path, os.path.getmtime(path), reader.__name__, args, chunks)}"
+    name = f"read-{os.path.basename(path)}-{tokenize(path, _stamp(path), reader.__name__, args, chunks)}"
     return from_windows(name, lambda window: (reader, path, *args, window), chunks, bands, dtype)
 
 
-def open_raster(path: str | os.PathLike, *, chunks: Any = None, bands: Sequence[int | str] | None = None) -> Image:
-    """Open a raster lazily as an :class:`~seamline.Image`.
+def open_raster(
+    path: str | os.PathLike,
+    *,
+    chunks: Any = None,
+    bands: Sequence[int | str] | None = None,
+    like: Image | None = None,
+    resampling: str | None = None,
+) -> Image:
+    """Open a raster lazily as an :class:`~seamline.Image`, on its own grid or warped onto another.
 
     Parameters
     ----------
@@ -128,23 +187,31 @@ def open_raster(path: str | os.PathLike, *, chunks: Any = None, bands: Sequence[
         Any raster GDAL reads.
     chunks : int or (int, int), optional
         Spatial chunk size in pixels; by default whole internal blocks adding up to about
-        a million pixels.
+        a million pixels (with *like*: *like*'s chunks).
     bands : sequence of int or str, optional
         Bands to read, by 1-based index or by name (the band description, else
         ``"band<index>"``); all by default.
+    like : Image, optional
+        A 2D Image whose grid the raster is brought onto: read as it is when the grids
+        are the same, else warped chunk by chunk (:mod:`seamline_geo.warp`), each chunk
+        reading only the source window under it.
+    resampling : {"nearest", "bilinear", "cubic", "average", "mode"}, optional
+        How to warp onto *like*'s grid (nearest by default).
 
     Returns
     -------
     Image
         Shaped ``(bands, rows, cols)``, with the file's affine and CRS (a ``pyproj.CRS``,
-        or None), and ``meta`` holding ``nodata``, ``band_names``, ``anchor="corner"``,
-        ``path``, and where present ``mask``, ``class_names`` and ``colors``.
+        or None), or *like*'s, and ``meta`` holding ``nodata``, ``band_names``,
+        ``anchor="corner"``, ``path``, and where present ``mask``, ``class_names`` and
+        ``colors``. A warped raster without nodata has a ``mask`` where the grid reaches
+        beyond it.
 
     Raises
     ------
     InputError
-        If GDAL cannot open the file or a band does not exist; when computed, if a tile
-        of the file cannot be read.
+        If GDAL cannot open the file, a band does not exist, or the raster cannot be warped
+        (no CRS, an unknown resampling); when computed, if a tile of the file cannot be read.
     """
     path = os.fspath(path)
     try:
@@ -154,12 +221,9 @@ def open_raster(path: str | os.PathLike, *, chunks: Any = None, bands: Sequence[
     with dataset:
         indexes = _band_indexes(dataset, bands, path)
         shape = (len(indexes), dataset.height, dataset.width)
-        spatial = _spatial_chunks(chunks, dataset.block_shapes[indexes[0] - 1], shape[1:])
-        dims = tuple(da.core.normalize_chunks(spatial, shape[1:]))
         scales = np.array([dataset.scales[i - 1] for i in indexes]), np.array([dataset.offsets[i - 1] for i in indexes])
         rescale = bool(np.any(scales[0] != 1) or np.any(scales[1] != 0))
         dtype = np.dtype(np.float32) if rescale else np.dtype(dataset.dtypes[indexes[0] - 1])
-        data = _lazy(path, _read_window, (indexes, scales if rescale else None), len(indexes), dims, dtype)
         nodata = dataset.nodatavals[indexes[0] - 1]
         meta: dict[str, Any] = {
             "nodata": float("nan") if rescale and nodata is not None else nodata,
@@ -170,16 +234,34 @@ def open_raster(path: str | os.PathLike, *, chunks: Any = None, bands: Sequence[
             "path": path,
         }
         flags = dataset.mask_flag_enums[indexes[0] - 1]
-        if MaskFlags.per_dataset in flags or MaskFlags.alpha in flags:
+        masked = MaskFlags.per_dataset in flags or MaskFlags.alpha in flags
+        _add_classes(dataset, indexes[0], meta)
+        affine, crs = affine_from_transform(dataset.transform), to_pyproj(dataset.crs)
+        if like is not None and not same_grid(affine, crs, shape[1:], like):
+            source = Source(dataset.transform, crs, shape[1:], len(indexes), dtype, meta["nodata"], masked)
+            read = functools.partial(read_source, path, indexes, scales if rescale else None, meta["nodata"], masked)
+            name = f"warp-{os.path.basename(path)}-{tokenize(path, _stamp(path))}"
+            return warp_reads(name, read, source, like, resampling=resampling or "nearest", chunks=chunks, meta=meta)
+        if like is not None:
+            spatial = like.data.chunks[1:] if chunks is None else chunks
+        else:
+            spatial = _spatial_chunks(chunks, dataset.block_shapes[indexes[0] - 1], shape[1:])
+        dims = tuple(da.core.normalize_chunks(spatial, shape[1:]))
+        data = _lazy(path, _read_window, (indexes, scales if rescale else None), len(indexes), dims, dtype)
+        if masked:
             meta["mask"] = _lazy(path, _read_mask, (), 1, dims, np.dtype(bool))
-        tags = dataset.tags()
-        if CLASS_NAMES_TAG in tags:
-            meta["class_names"] = {int(k): v for k, v in json.loads(tags[CLASS_NAMES_TAG]).items()}
-        try:
-            colormap = dataset.colormap(indexes[0])
-        except ValueError:
-            colormap = None
-        if colormap:
-            keep = meta.get("class_names", colormap)
-            meta["colors"] = {int(k): tuple(colormap[k][:3]) for k in keep if k in colormap}
-        return Image(data, affine_from_transform(dataset.transform), to_pyproj(dataset.crs), meta)
+        return Image(data, affine, crs, meta)
+
+
+def _add_classes(dataset: Any, band: int, meta: dict[str, Any]) -> None:
+    """Class names (seamline's tag) and colours (the band's colour table) of a label raster."""
+    tags = dataset.tags()
+    if CLASS_NAMES_TAG in tags:
+        meta["class_names"] = {int(k): v for k, v in json.loads(tags[CLASS_NAMES_TAG]).items()}
+    try:
+        colormap = dataset.colormap(band)
+    except ValueError:
+        colormap = None
+    if colormap:
+        keep = meta.get("class_names", colormap)
+        meta["colors"] = {int(k): tuple(colormap[k][:3]) for k in keep if k in colormap}
