@@ -119,11 +119,12 @@ def test_chunks_equal_a_whole_warp_where_the_grid_reaches_beyond_the_raster():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("chunks", [64, (100, 37)])
 @pytest.mark.parametrize("resampling", ["nearest", "bilinear", "cubic", "average"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_chunks_equal_a_whole_warp(case, resampling, chunks):
-    check_case(case, resampling, chunks)
+def test_chunks_equal_a_whole_warp(case, resampling):
+    # the top-left part of each grid, so that chunks run off the raster's edges too
+    chunks = 64 if resampling in ("nearest", "cubic") else (100, 37)
+    check_case(case, resampling, chunks, (slice(0, 320), slice(0, 400)))
 
 
 def test_the_kernel_scale_is_the_ratio_of_pixel_sizes():

@@ -1,0 +1,250 @@
+"""What a command takes as its input: one file, several files stacked, or a band list.
+
+``seamline predict`` and ``seamline stack`` take one or more INPUTs:
+
+- one file (or store, STAC item, ...) is opened by its reader;
+- several files are stacked as the bands of one image (:func:`seamline.stack`), on the
+  first file's grid, the others warped onto it where their grids differ;
+- a band list (``.yaml``/``.yml``: ``name: path`` or ``name: {path: ..., band: ...}``;
+  ``.txt``: lines ``name path [band]``) names each band and says where it comes from, so a
+  band can be picked out of a multi-band file. Relative paths are relative to the list.
+
+A model card that names its bands (``card.bands``) is matched against the input's band
+names (band descriptions, or names a reader gives, such as STAC asset keys and their
+aliases in ``meta["band_aliases"]``) and, for bands read from single-band files, against
+the file names: ``B04`` names ``T33UUP_20230601T101559_B04_10m.tif``. A band the card
+needs that nothing names is an :class:`~seamline.errors.InputError` that lists what is
+missing and what the inputs hold.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import io
+from .errors import InputError
+from .image import Image
+from .stack import band_names, stack
+
+__all__ = ["BAND_LIST_SUFFIXES", "read_band_list", "open_inputs", "match_bands"]
+
+BAND_LIST_SUFFIXES = (".yaml", ".yml", ".txt")
+
+
+def _band(value: Any, where: str) -> int | str | None:
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).strip()
+    return int(text) if text.isdigit() else text
+
+
+def read_band_list(path: str | os.PathLike) -> list[tuple[str, str, int | str | None]]:
+    """Read a band list: the name of each band, its file, and the band of that file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.yaml``/``.yml`` mapping ``name: path`` or ``name: {path: ..., band: ...}``, or a
+        ``.txt`` file of lines ``name path [band]`` (``#`` starts a comment).
+
+    Returns
+    -------
+    list of (str, str, int or str or None)
+        ``(name, file, band)`` in order; *band* is a 1-based index or a band name, or None
+        for a single-band file.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read or parsed, or lists nothing.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read the band list ({exc.strerror or exc})", path) from exc
+    entries: list[tuple[str, Any, Any]] = []
+    if path.suffix.lower() == ".txt":
+        for number, line in enumerate(text.splitlines(), start=1):
+            words = line.split("#", 1)[0].split()
+            if not words:
+                continue
+            if len(words) not in (2, 3):
+                raise InputError(f"line {number}: expected 'name path [band]', got {line.strip()!r}", path)
+            entries.append((words[0], words[1], words[2] if len(words) == 3 else None))
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InputError(f"not a valid YAML band list: {str(exc).splitlines()[0]}", path) from exc
+        if not isinstance(data, dict):
+            raise InputError("a band list is a mapping of band names to files", path)
+        for name, value in data.items():
+            spec = value if isinstance(value, dict) else {"path": value}
+            if set(spec) - {"path", "band"} or not spec.get("path"):
+                raise InputError(f"band {name!r}: expected a path or {{path: ..., band: ...}}, got {value!r}", path)
+            entries.append((str(name), spec["path"], spec.get("band")))
+    if not entries:
+        raise InputError("the band list names no band", path)
+    return [(name, os.fspath(path.parent / str(file)), _band(band, os.fspath(path))) for name, file, band in entries]
+
+
+def _pick(image: Image, file: str, band: int | str | None, name: str, listing: str) -> int:
+    """The index, within *file*'s own bands, of the band a band list entry names."""
+    names = list(image.meta.get("band_names") or [])
+    if band is None:
+        if image.channels != 1:
+            raise InputError(f"band {name!r}: {file} has {image.channels} bands; say which one (band: N)", listing)
+        return 0
+    if isinstance(band, int):
+        if not 1 <= band <= image.channels:
+            raise InputError(f"band {name!r}: {file} has no band {band} (it has {image.channels})", listing)
+        return band - 1
+    if band not in names:
+        raise InputError(f"band {name!r}: {file} has no band named {band!r}; its bands are {names}", listing)
+    return names.index(band)
+
+
+def _open_band_list(listing: str, resampling: str, grid: dict[str, Any]) -> Image:
+    entries = read_band_list(listing)
+    files = list(dict.fromkeys(file for _, file, _ in entries))
+    parts = {file: io.open(file) for file in files}
+    starts, start = {}, 0
+    for file in files:
+        starts[file], start = start, start + parts[file].channels
+    indexes = [starts[file] + _pick(parts[file], file, band, name, listing) for name, file, band in entries]
+    stacked = stack(files, resampling=resampling, **grid)
+    picked = stacked[indexes]
+    return picked.replace(meta={**picked.meta, "band_names": [name for name, _, _ in entries], "source": listing})
+
+
+def _from_file(image: Image, path: str | os.PathLike) -> bool:
+    """Whether the stack named *image*'s only band after its file."""
+    return image.channels == 1 and band_names(image, path) == [Path(os.fspath(path).rstrip("/\\")).stem]
+
+
+def open_inputs(
+    paths: Sequence[str | os.PathLike],
+    *,
+    names: Sequence[str] | None = None,
+    bands: Sequence[int | str] | None = None,
+    resampling: str = "nearest",
+    grid: dict[str, Any] | None = None,
+) -> Image:
+    """Open what a command was given as its input: one file, several stacked, or a band list.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        One file (or a band list), or several files to stack in band order.
+    names : sequence of str, optional
+        Names for the bands, in order (not for a band list, which names its own).
+    bands : sequence of int or str, optional
+        Bands to read from a single file, by 1-based index or name.
+    resampling : str
+        How files on another grid than the first are warped onto it.
+    grid : dict, optional
+        A grid for the result instead of the first file's: :func:`seamline.stack`'s
+        ``like``, ``crs``, ``resolution`` and ``bounds``.
+
+    Returns
+    -------
+    Image
+        With ``meta["band_files"]``: the names of bands read alone from a file, mapped to
+        that file (for :func:`match_bands`).
+
+    Raises
+    ------
+    InputError
+        If a file cannot be opened or stacked, or an option does not fit the input.
+    """
+    paths = [os.fspath(p) for p in paths]
+    listing = len(paths) == 1 and paths[0].lower().endswith(BAND_LIST_SUFFIXES)
+    if (names or bands) and listing:
+        raise InputError("a band list names and picks its own bands; --names and --bands do not apply", paths[0])
+    grid = {k: v for k, v in (grid or {}).items() if v is not None}
+    if listing:
+        return _open_band_list(paths[0], resampling, grid)
+    if len(paths) == 1 and not grid:
+        image = io.open(paths[0], **({"bands": list(bands)} if bands else {}))
+        if names is None:
+            return image
+        if len(names) != image.channels:
+            raise InputError(f"{len(names)} names for {image.channels} bands", paths[0])
+        return image.replace(meta={**image.meta, "band_names": list(names)})
+    if bands:
+        raise InputError("--bands picks bands of a single input; name stacked bands with --names", paths[0])
+    image = stack(paths, names=names, resampling=resampling, **grid)
+    if names is None:
+        alone = {}
+        for path in paths:
+            part = io.open(path)
+            if _from_file(part, path):
+                alone[band_names(part, path)[0]] = path
+        image = image.replace(meta={**image.meta, "band_files": alone})
+    return image
+
+
+def _names_in_file_name(band: str, stem: str) -> bool:
+    return re.search(rf"(?<![0-9a-z]){re.escape(band.lower())}(?![0-9a-z])", stem.lower()) is not None
+
+
+def match_bands(image: Image, wanted: Sequence[str]) -> Image:
+    """Name *image*'s bands as the model card does, where another name of theirs says they are the same.
+
+    A band the card names matches the band of that name; else a band whose aliases
+    (``meta["band_aliases"]``) hold the name; else a band read alone from a file whose name
+    holds it as a word (``meta["band_files"]``). Matches are case-insensitive except the first.
+
+    Parameters
+    ----------
+    image : Image
+        The input, with ``meta["band_names"]``.
+    wanted : sequence of str
+        The card's band names.
+
+    Returns
+    -------
+    Image
+        *image* with the matched bands renamed to the card's names (bands are not reordered
+        or dropped here; the bundle picks them by name).
+
+    Raises
+    ------
+    InputError
+        If a band the card needs matches nothing, or matches several bands.
+    """
+    names = [str(n) for n in image.meta.get("band_names") or []]
+    if not names or all(band in names for band in wanted):
+        return image
+    aliases = {name: {a.lower() for a in values} for name, values in (image.meta.get("band_aliases") or {}).items()}
+    files = image.meta.get("band_files") or {}
+    renamed, missing = list(names), []
+    for band in wanted:
+        if band in names:
+            continue
+        hits = [i for i, n in enumerate(names) if band.lower() in aliases.get(n, ()) or n.lower() == band.lower()]
+        if not hits:
+            hits = [i for i, n in enumerate(names) if n in files and _names_in_file_name(band, n)]
+        if len(hits) > 1:
+            raise InputError(
+                f"the model's band {band!r} matches several input bands: {[names[i] for i in hits]}",
+                image.meta.get("source") or image.meta.get("path"),
+            )
+        if hits:
+            renamed[hits[0]] = band
+        else:
+            missing.append(band)
+    if missing:
+        raise InputError(
+            f"the model expects bands {list(wanted)}; no input band is named {missing} (by band description or "
+            f"file name); the input has {names}: name them with --names or a band list",
+            image.meta.get("source") or image.meta.get("path"),
+        )
+    return image.replace(meta={**image.meta, "band_names": renamed})
