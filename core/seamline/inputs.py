@@ -164,26 +164,27 @@ def open_inputs(
     InputError
         If a file cannot be opened or stacked, or an option does not fit the input.
     """
-    paths = [os.fspath(p) for p in paths]
-    listing = len(paths) == 1 and paths[0].lower().endswith(BAND_LIST_SUFFIXES)
+    files = [os.fspath(p) for p in paths]
+    listing = len(files) == 1 and files[0].lower().endswith(BAND_LIST_SUFFIXES)
     if (names or bands) and listing:
-        raise InputError("a band list names and picks its own bands; --names and --bands do not apply", paths[0])
+        raise InputError("a band list names and picks its own bands; --names and --bands do not apply", files[0])
     grid = {k: v for k, v in (grid or {}).items() if v is not None}
     if listing:
-        return _open_band_list(paths[0], resampling, grid)
-    if len(paths) == 1 and not grid:
-        image = io.open(paths[0], **({"bands": list(bands)} if bands else {}))
+        return _open_band_list(files[0], resampling, grid)
+    if len(files) == 1 and not grid:
+        options: dict[str, Any] = {"bands": list(bands)} if bands else {}
+        image = io.open(files[0], **options)
         if names is None:
             return image
         if len(names) != image.channels:
-            raise InputError(f"{len(names)} names for {image.channels} bands", paths[0])
+            raise InputError(f"{len(names)} names for {image.channels} bands", files[0])
         return image.replace(meta={**image.meta, "band_names": list(names)})
     if bands:
-        raise InputError("--bands picks bands of a single input; name stacked bands with --names", paths[0])
-    image = stack(paths, names=names, resampling=resampling, **grid)
+        raise InputError("--bands picks bands of a single input; name stacked bands with --names", files[0])
+    image = stack(files, names=names, resampling=resampling, **grid)
     if names is None:
         alone = {}
-        for path in paths:
+        for path in files:
             part = io.open(path)
             if _from_file(part, path):
                 alone[band_names(part, path)[0]] = path

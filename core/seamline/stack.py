@@ -34,7 +34,7 @@ import numpy as np
 from . import io
 from .errors import InputError
 from .image import Image
-from .plugins import get_plugin_manager
+from .plugins import call_hook
 
 __all__ = ["stack", "grid", "same_grid", "band_names", "RESAMPLINGS"]
 
@@ -67,8 +67,9 @@ def same_grid(affine: Any, crs: Any, shape: Sequence[int], like: Image) -> bool:
         return False
     if (crs is None) != (like.crs is None) or (crs is not None and not crs == like.crs):
         return False
-    size = float(np.abs(like.affine[:-1, :-1]).max())
-    return bool(np.allclose(np.asarray(affine, dtype=float), like.affine, rtol=0, atol=1e-6 * size))
+    grid = np.asarray(like.affine, dtype=float)
+    size = float(np.abs(grid[:-1, :-1]).max())
+    return bool(np.allclose(np.asarray(affine, dtype=float), grid, rtol=0, atol=1e-6 * size))
 
 
 def grid(
@@ -102,7 +103,8 @@ def grid(
     InputError
         If the resolution is not positive or the bounds are empty.
     """
-    rx, ry = (float(resolution), float(resolution)) if np.isscalar(resolution) else map(float, resolution)
+    sizes = [resolution, resolution] if isinstance(resolution, (int, float)) else list(resolution)
+    rx, ry = float(sizes[0]), float(sizes[1])
     left, bottom, right, top = map(float, bounds)
     if not (rx > 0 and ry > 0):
         raise InputError(f"a grid needs a positive resolution, got {resolution!r}")
@@ -153,7 +155,7 @@ def _reader_options(path: str, options: dict[str, Any]) -> dict[str, Any]:
 def _warped(image: Image, target: Image, resampling: str, source: Any) -> Image:
     if same_grid(image.affine, image.crs, image.spatial_shape, target):
         return image
-    warped = get_plugin_manager().hook.seamline_warp(image=image, like=target, resampling=resampling)
+    warped = call_hook("seamline_warp", image=image, like=target, resampling=resampling)
     if warped is None:
         raise InputError("lies on another grid than the stack and no plugin can warp it", source)
     return warped
@@ -198,7 +200,7 @@ def _common_nodata(images: list[Image]) -> Any:
     if any(v is None for v in values):
         return None
     first = values[0]
-    if all((np.isnan(v) and np.isnan(first)) if isinstance(v, float) else v == first for v in values):
+    if all(v == first or (v != v and first != first) for v in values):  # NaN equals NaN here
         return first
     return None
 

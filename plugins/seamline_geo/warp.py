@@ -77,7 +77,8 @@ class Grid:
             raise InputError("like= must be a 2D Image (a raster or a window of one)")
         shape = like.spatial_shape
         spatial = like.data.chunks[1:] if chunks is None else da.core.normalize_chunks(chunks, shape)
-        return cls(transform_from_affine(like.affine), like.crs, (shape[0], shape[1]), tuple(map(tuple, spatial)))
+        rows, cols = (tuple(int(size) for size in sizes) for sizes in spatial)
+        return cls(transform_from_affine(np.asarray(like.affine)), like.crs, (shape[0], shape[1]), (rows, cols))
 
     def windows(self) -> list[tuple[int, int, int, int]]:
         """Every chunk as ``(row, col, height, width)``, row-major."""
@@ -102,12 +103,18 @@ class Source:
     masked: bool = False  # the source has a validity mask of its own
 
 
+def _apply(transform: Affine, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """*transform* applied to arrays of points."""
+    t = transform
+    return t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f
+
+
 def _scale(source: Source, grid: Grid, transformer: pyproj.Transformer) -> tuple[float, float]:
     """GDAL's XSCALE and YSCALE (destination pixels per source pixel) at the grid's centre."""
     row, col = grid.shape[0] / 2, grid.shape[1] / 2
-    xs, ys = grid.transform @ (np.array([col, col + 1, col]), np.array([row, row, row + 1]))
+    xs, ys = _apply(grid.transform, np.array([col, col + 1, col]), np.array([row, row, row + 1]))
     sx, sy = transformer.transform(xs, ys)
-    cols, rows = ~source.transform @ (np.asarray(sx), np.asarray(sy))
+    cols, rows = _apply(~source.transform, np.asarray(sx), np.asarray(sy))
     step_x = math.hypot(cols[1] - cols[0], rows[1] - rows[0])
     step_y = math.hypot(cols[2] - cols[0], rows[2] - rows[0])
     if not (np.isfinite(step_x) and np.isfinite(step_y)) or step_x == 0 or step_y == 0:
@@ -149,9 +156,9 @@ def plan(
     sizes = [rows.size for rows, _ in outlines]
     rows = np.concatenate([r for r, _ in outlines])
     cols = np.concatenate([c for _, c in outlines])
-    xs, ys = grid.transform @ (cols, rows)
+    xs, ys = _apply(grid.transform, cols, rows)
     sx, sy = transformer.transform(xs, ys)
-    src_cols, src_rows = ~source.transform @ (np.asarray(sx), np.asarray(sy))
+    src_cols, src_rows = _apply(~source.transform, np.asarray(sx), np.asarray(sy))
     height, width = source.shape
     result: dict[tuple[int, int, int, int], tuple[tuple[int, int, int, int] | None, bool]] = {}
     for window, part_r, part_c in zip(
@@ -402,7 +409,7 @@ def warp_image(image: Image, like: Image, resampling: str = "nearest", *, chunks
     grid = Grid.of(like, chunks)
     mask = image.meta.get("mask")
     source = Source(
-        transform_from_affine(image.affine),
+        transform_from_affine(np.asarray(image.affine)),
         image.crs,
         (image.spatial_shape[0], image.spatial_shape[1]),
         image.channels,
