@@ -21,6 +21,7 @@ __all__ = [
     "is_raster",
     "is_geotiff",
     "is_vector",
+    "is_stac",
     "check_vector_path",
 ]
 
@@ -81,6 +82,29 @@ def is_vector(path: str | os.PathLike) -> bool:
         True for one of :data:`VECTOR_SUFFIXES` (any case).
     """
     return _has_suffix(path, VECTOR_SUFFIXES)
+
+
+def is_stac(path: str | os.PathLike) -> bool:
+    """Whether *path* is a STAC item or item collection in JSON.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any path; a ``.json`` file's first 4 KB are looked at.
+
+    Returns
+    -------
+    bool
+        True for a ``.json`` file that names a ``stac_version`` near its start.
+    """
+    if not _has_suffix(path, (".json",)):
+        return False
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return False
+    return b'"stac_version"' in head
 
 
 def check_vector_path(path: str | os.PathLike) -> str | None:

@@ -43,6 +43,15 @@ def seamline_readers(register: Any) -> None:
     )
     register(
         Reader(
+            name="stac",
+            can_open=formats.is_stac,
+            open=deferred("seamline_geo.stac", "open_stac"),
+            suffixes=(".json",),
+            description="STAC items and item collections (JSON, or pystac objects): assets as bands on one grid",
+        )
+    )
+    register(
+        Reader(
             name="vector-labels",
             can_open=formats.is_vector,
             open=deferred("seamline_geo.vectors", "open_vector_labels"),

@@ -39,7 +39,7 @@ from seamline.stack import same_grid
 from .grid import affine_from_transform, from_windows, to_pyproj
 from .warp import Source, warp_reads
 
-__all__ = ["open_raster", "read_source"]
+__all__ = ["open_raster", "open_scaled", "read_source"]
 
 CLASS_NAMES_TAG = "SEAMLINE_CLASS_NAMES"
 TARGET_CHUNK_PIXELS = 2**20
@@ -99,16 +99,13 @@ def _window_of(path: str, window: tuple[int, int, int, int]) -> Iterator[tuple[A
 
 
 def _read_window(
-    path: str, indexes: list[int], scales: tuple[np.ndarray, np.ndarray] | None, window: tuple[int, int, int, int]
+    path: str,
+    indexes: list[int],
+    scales: tuple[np.ndarray, np.ndarray] | None,
+    nodata: float | None,
+    window: tuple[int, int, int, int],
 ) -> np.ndarray:
-    with _window_of(path, window) as (dataset, where):
-        data = dataset.read(indexes, window=where)
-        if scales is None:
-            return data
-        valid = dataset.read_masks(indexes, window=where) > 0
-    out = data.astype(np.float32) * scales[0][:, None, None] + scales[1][:, None, None]
-    out[~valid] = np.nan
-    return out
+    return read_source(path, indexes, scales, nodata, False, window)[0]
 
 
 def _read_mask(path: str, window: tuple[int, int, int, int]) -> np.ndarray:
@@ -155,7 +152,7 @@ def read_source(
             invalid = data == nodata
         else:
             invalid = dataset.read_masks(indexes, window=where) == 0
-    out = data.astype(np.float32) * scales[0][:, None, None] + scales[1][:, None, None]
+    out = (data * scales[0][:, None, None] + scales[1][:, None, None]).astype(np.float32)
     out[invalid] = np.nan
     return out, valid
 
@@ -213,7 +210,54 @@ def open_raster(
         If GDAL cannot open the file, a band does not exist, or the raster cannot be warped
         (no CRS, an unknown resampling); when computed, if a tile of the file cannot be read.
     """
-    path = os.fspath(path)
+    return _open(os.fspath(path), chunks, bands, like, resampling, None)
+
+
+def open_scaled(
+    path: str | os.PathLike,
+    *,
+    scale: float | Sequence[float],
+    offset: float | Sequence[float],
+    nodata: float | None,
+    like: Image | None = None,
+    bands: Sequence[int | str] | None = None,
+    resampling: str | None = None,
+    chunks: Any = None,
+) -> Image:
+    """Open a raster whose scale, offset and nodata are stated elsewhere than in the file.
+
+    STAC's ``raster:bands`` and a Sentinel-2 SAFE's metadata say how digital numbers
+    become physical values, where the files themselves do not. As :func:`open_raster`,
+    with those in place of the file's own.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any raster GDAL reads.
+    scale, offset : float or sequence of float
+        ``value = number * scale + offset``, one for all bands or one per band.
+    nodata : float or None
+        The raw number marking no data (None: the file's own nodata or masks).
+    like, bands, resampling, chunks
+        As for :func:`open_raster`.
+
+    Returns
+    -------
+    Image
+        float32 values where scale or offset change them (NaN where there is no data),
+        else the file's numbers with *nodata* as ``meta["nodata"]``.
+    """
+    return _open(os.fspath(path), chunks, bands, like, resampling, (scale, offset, nodata))
+
+
+def _open(
+    path: str,
+    chunks: Any,
+    bands: Sequence[int | str] | None,
+    like: Image | None,
+    resampling: str | None,
+    stated: tuple[Any, Any, float | None] | None,
+) -> Image:
     try:
         dataset = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
@@ -221,10 +265,17 @@ def open_raster(
     with dataset:
         indexes = _band_indexes(dataset, bands, path)
         shape = (len(indexes), dataset.height, dataset.width)
-        scales = np.array([dataset.scales[i - 1] for i in indexes]), np.array([dataset.offsets[i - 1] for i in indexes])
+        nodata = dataset.nodatavals[indexes[0] - 1]
+        scale, offset = [dataset.scales[i - 1] for i in indexes], [dataset.offsets[i - 1] for i in indexes]
+        if stated is not None:
+            scale, offset = stated[0], stated[1]
+            nodata = nodata if stated[2] is None else stated[2]
+        scales = (
+            np.broadcast_to(np.asarray(scale, float), len(indexes)),
+            np.broadcast_to(np.asarray(offset, float), len(indexes)),
+        )
         rescale = bool(np.any(scales[0] != 1) or np.any(scales[1] != 0))
         dtype = np.dtype(np.float32) if rescale else np.dtype(dataset.dtypes[indexes[0] - 1])
-        nodata = dataset.nodatavals[indexes[0] - 1]
         meta: dict[str, Any] = {
             "nodata": float("nan") if rescale and nodata is not None else nodata,
             # Bands without descriptions are unnamed (selectable as "band3"), so a model
@@ -237,9 +288,10 @@ def open_raster(
         masked = MaskFlags.per_dataset in flags or MaskFlags.alpha in flags
         _add_classes(dataset, indexes[0], meta)
         affine, crs = affine_from_transform(dataset.transform), to_pyproj(dataset.crs)
+        reading = (indexes, scales if rescale else None, nodata)
         if like is not None and not same_grid(affine, crs, shape[1:], like):
             source = Source(dataset.transform, crs, shape[1:], len(indexes), dtype, meta["nodata"], masked)
-            read = functools.partial(read_source, path, indexes, scales if rescale else None, meta["nodata"], masked)
+            read = functools.partial(read_source, path, *reading, masked)
             name = f"warp-{os.path.basename(path)}-{tokenize(path, _stamp(path))}"
             return warp_reads(name, read, source, like, resampling=resampling or "nearest", chunks=chunks, meta=meta)
         if like is not None:
@@ -247,7 +299,7 @@ def open_raster(
         else:
             spatial = _spatial_chunks(chunks, dataset.block_shapes[indexes[0] - 1], shape[1:])
         dims = tuple(da.core.normalize_chunks(spatial, shape[1:]))
-        data = _lazy(path, _read_window, (indexes, scales if rescale else None), len(indexes), dims, dtype)
+        data = _lazy(path, _read_window, reading, len(indexes), dims, dtype)
         if masked:
             meta["mask"] = _lazy(path, _read_mask, (), 1, dims, np.dtype(bool))
         return Image(data, affine, crs, meta)
