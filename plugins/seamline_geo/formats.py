@@ -10,6 +10,7 @@ Shapefile's sidecar files or GML's schema beside the file cannot.
 from __future__ import annotations
 
 import os
+import re
 
 from seamline.errors import InputError
 
@@ -22,11 +23,13 @@ __all__ = [
     "is_geotiff",
     "is_vector",
     "is_stac",
+    "is_sentinel2",
     "check_vector_path",
 ]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".gtiff", ".vrt", ".jp2", ".j2k", ".img", ".ntf", ".hdr", ".asc", ".png")
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
+SENTINEL2_METADATA = "MTD_MSIL2A.xml"
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".parquet", ".gml", ".kml")
 # The OGR driver writing each polygon format; GeoParquet is written by geopandas itself.
 POLYGON_DRIVERS = {".gpkg": "GPKG", ".fgb": "FlatGeobuf", ".geojson": "GeoJSON", ".json": "GeoJSON", ".parquet": None}
@@ -105,6 +108,30 @@ def is_stac(path: str | os.PathLike) -> bool:
     except OSError:
         return False
     return b'"stac_version"' in head
+
+
+def is_sentinel2(path: str | os.PathLike) -> bool:
+    """Whether *path* is a Sentinel-2 Level-2A SAFE folder, or a folder of band files with a scene classification.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any path; only a folder's file names are looked at.
+
+    Returns
+    -------
+    bool
+        True for a folder holding ``MTD_MSIL2A.xml``, or files named with a band
+        (``B02`` ... ``B08``) and an ``SCL`` file.
+    """
+    folder = os.fspath(path)
+    if not os.path.isdir(folder):
+        return False
+    names = [name.upper() for name in os.listdir(folder)]
+    if SENTINEL2_METADATA.upper() in names:
+        return True
+    band = re.compile(r"(?<![0-9A-Z])B0[2-8](?![0-9A-Z])")
+    return any("SCL" in name for name in names) and any(band.search(name) for name in names)
 
 
 def check_vector_path(path: str | os.PathLike) -> str | None:

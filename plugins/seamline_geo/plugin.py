@@ -52,6 +52,15 @@ def seamline_readers(register: Any) -> None:
     )
     register(
         Reader(
+            name="sentinel2",
+            can_open=formats.is_sentinel2,
+            open=deferred("seamline_geo.sentinel2", "open_sentinel2"),
+            suffixes=(".SAFE",),
+            description="Sentinel-2 L2A band sets (SAFE or band files) as reflectance, clouds masked by SCL",
+        )
+    )
+    register(
+        Reader(
             name="vector-labels",
             can_open=formats.is_vector,
             open=deferred("seamline_geo.vectors", "open_vector_labels"),

@@ -65,12 +65,12 @@ def item(folder, name, rows, cols, shift, when=DAY):
         nir = ds.read(window=window).astype(np.uint16) + 1 + shift
     height, width = rgb.shape[1:]
     half = (1, height // 2, width // 2)
-    coarse = warped(nir, transform, transform * Affine.scale(2), UTM, half, Resampling.average) * 10
+    coarse = warped(nir, transform, transform @ Affine.scale(2), UTM, half, Resampling.average) * 10
     bounds = rasterio.transform.array_bounds(height, width, transform)
     geo, w, h = calculate_default_transform(UTM, "EPSG:4326", width, height, *bounds)
     files = {
         "red": cog(folder / f"{name}_red.tif", rgb[:1], transform, UTM),
-        "nir": cog(folder / f"{name}_nir.tif", coarse, transform * Affine.scale(2), UTM),
+        "nir": cog(folder / f"{name}_nir.tif", coarse, transform @ Affine.scale(2), UTM),
         "green": cog(folder / f"{name}_green.tif", warped(rgb[1:2], transform, geo, "EPSG:4326", (1, h, w)), geo, 4326),
     }
     west, south, east, north = rasterio.warp.transform_bounds(UTM, "EPSG:4326", *bounds)
