@@ -256,3 +256,19 @@ def test_a_raster_on_the_grid_is_read_as_it_is():
     assert again.data.chunks == like.data.chunks
     assert all(key[0].startswith("read-") for key in dict(again.data.dask))
     np.testing.assert_array_equal(again.data.compute(), scene.data.compute())
+
+
+@pytest.mark.slow
+def test_warped_chunks_run_on_dask_distributed():
+    distributed = pytest.importorskip("distributed")
+    path = data_file(*DEM)
+    like = target(path, "EPSG:4326", chunks=100).window(slice(100, 400), slice(100, 400))
+    from_file = seamline.open(path, like=like, resampling="bilinear")
+    from_chunks = seamline.stack([seamline.open(path, chunks=128)], like=like, resampling="bilinear")
+    expected = from_file.data.compute(scheduler="threads")
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        distributed.Client(cluster),
+    ):
+        np.testing.assert_array_equal(from_file.data.compute(), expected)
+        np.testing.assert_array_equal(from_chunks.data.compute(), expected)
