@@ -83,8 +83,9 @@ def read_band_list(path: str | os.PathLike) -> list[tuple[str, str, int | str | 
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise InputError(f"not a valid YAML band list: {str(exc).splitlines()[0]}", path) from exc
-        if not isinstance(data, dict):
+        if not isinstance(data, dict) and data is not None:
             raise InputError("a band list is a mapping of band names to files", path)
+        data = data or {}
         for name, value in data.items():
             spec = value if isinstance(value, dict) else {"path": value}
             if set(spec) - {"path", "band"} or not spec.get("path"):

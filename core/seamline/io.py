@@ -33,7 +33,7 @@ def _supported(records: dict[str, Any]) -> str:
     return ", ".join(parts) if parts else "nothing (no plugins loaded)"
 
 
-def _check_options(function: Any, options: dict[str, Any], what: str, path: str | os.PathLike) -> None:
+def _check_options(function: Any, options: dict[str, Any], what: str, path: str | os.PathLike | None) -> None:
     """An option the reader or writer does not take is the user's mistake, not a TypeError."""
     parameters = inspect.signature(function).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in parameters):

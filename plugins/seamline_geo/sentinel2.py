@@ -183,12 +183,15 @@ def _from_item(
         if "scale" in stated or "offset" in stated:
             scale, offset = float(stated.get("scale", 1.0)), float(stated.get("offset", 0.0))
         else:
-            if boa_offset is None and baseline is None:
+            if boa_offset is not None:
+                shift = float(boa_offset)
+            elif baseline is not None:
+                shift = BASELINE_OFFSET if float(baseline) >= 4 else 0.0
+            else:
                 raise InputError(
                     f"the STAC item {item.id!r} states neither raster:bands scale and offset nor "
                     "s2:processing_baseline: pass boa_offset="
                 )
-            shift = boa_offset if boa_offset is not None else (BASELINE_OFFSET if float(baseline) >= 4 else 0.0)
             scale, offset = 1 / QUANTIFICATION, shift / QUANTIFICATION
         sources[band] = (asset.get_absolute_href() or asset.href, scale, offset)
     scl = _asset(item, "SCL")

@@ -185,13 +185,16 @@ def _snapped(bounds: Sequence[float], resolution: tuple[float, float]) -> tuple[
 
 def _grid(items: list[pystac.Item], keys: list[str], crs: Any, resolution: Any, bbox: Any, chunks: Any) -> Image:
     grids = [_asset_grid(item, item.assets[key]) for item in items for key in keys if key in item.assets]
-    target = to_pyproj(crs) if crs is not None else grids[0][0]
+    target = to_pyproj(crs if crs is not None else grids[0][0])
+    if target is None:
+        raise InputError("the assets have no CRS: give crs=, or like=")
     if resolution is None:
         native = [(abs(t.a), abs(t.e)) for c, t, _ in grids if c == target and t.b == 0 and t.d == 0]
         if not native:
             raise InputError(f"no asset is in {target.name}: give resolution= in its units")
         resolution = min(native)
-    sizes = (float(resolution), float(resolution)) if np.isscalar(resolution) else tuple(map(float, resolution))
+    pair = [resolution, resolution] if isinstance(resolution, (int, float)) else list(resolution)
+    sizes = (float(pair[0]), float(pair[1]))
     if bbox is not None:
         bounds = transform_bounds("EPSG:4326", target.to_wkt(), *bbox, densify_pts=21)
     else:
