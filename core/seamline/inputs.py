@@ -30,7 +30,7 @@ import yaml
 from . import io
 from .errors import InputError
 from .image import Image
-from .stack import band_names, stack
+from .stack import stack
 
 __all__ = ["BAND_LIST_SUFFIXES", "read_band_list", "open_inputs", "match_bands"]
 
@@ -107,9 +107,12 @@ def _pick(image: Image, file: str, band: int | str | None, name: str, listing: s
         if not 1 <= band <= image.channels:
             raise InputError(f"band {name!r}: {file} has no band {band} (it has {image.channels})", listing)
         return band - 1
-    if band not in names:
-        raise InputError(f"band {name!r}: {file} has no band named {band!r}; its bands are {names}", listing)
-    return names.index(band)
+    if band in names:
+        return names.index(band)
+    unnamed = re.fullmatch(r"band(\d+)", band)
+    if unnamed and not names and 1 <= int(unnamed.group(1)) <= image.channels:
+        return int(unnamed.group(1)) - 1
+    raise InputError(f"band {name!r}: {file} has no band named {band!r}; its bands are {names or 'unnamed'}", listing)
 
 
 def _open_band_list(listing: str, resampling: str, grid: dict[str, Any]) -> Image:
@@ -123,11 +126,6 @@ def _open_band_list(listing: str, resampling: str, grid: dict[str, Any]) -> Imag
     stacked = stack(files, resampling=resampling, **grid)
     picked = stacked[indexes]
     return picked.replace(meta={**picked.meta, "band_names": [name for name, _, _ in entries], "source": listing})
-
-
-def _from_file(image: Image, path: str | os.PathLike) -> bool:
-    """Whether the stack named *image*'s only band after its file."""
-    return image.channels == 1 and band_names(image, path) == [Path(os.fspath(path).rstrip("/\\")).stem]
 
 
 def open_inputs(
@@ -157,8 +155,8 @@ def open_inputs(
     Returns
     -------
     Image
-        With ``meta["band_files"]``: the names of bands read alone from a file, mapped to
-        that file (for :func:`match_bands`).
+        With ``meta["band_files"]``: the index of each unnamed band read alone from a file,
+        mapped to that file (for :func:`match_bands`).
 
     Raises
     ------
@@ -184,11 +182,12 @@ def open_inputs(
         raise InputError("--bands picks bands of a single input; name stacked bands with --names", files[0])
     image = stack(files, names=names, resampling=resampling, **grid)
     if names is None:
-        alone = {}
+        alone, start = {}, 0
         for path in files:
             part = io.open(path)
-            if _from_file(part, path):
-                alone[band_names(part, path)[0]] = path
+            if part.channels == 1 and not part.meta.get("band_names"):
+                alone[start] = path
+            start += part.channels
         image = image.replace(meta={**image.meta, "band_files": alone})
     return image
 
@@ -201,13 +200,14 @@ def match_bands(image: Image, wanted: Sequence[str]) -> Image:
     """Name *image*'s bands as the model card does, where another name of theirs says they are the same.
 
     A band the card names matches the band of that name; else a band whose aliases
-    (``meta["band_aliases"]``) hold the name; else a band read alone from a file whose name
-    holds it as a word (``meta["band_files"]``). Matches are case-insensitive except the first.
+    (``meta["band_aliases"]``) hold the name (any case); else an unnamed band read alone
+    from a file whose name holds it as a word (``meta["band_files"]``). When nothing names
+    any band, the image is left unnamed: the model then takes its bands in order.
 
     Parameters
     ----------
     image : Image
-        The input, with ``meta["band_names"]``.
+        The input, with ``meta["band_names"]`` (or none).
     wanted : sequence of str
         The card's band names.
 
@@ -220,33 +220,40 @@ def match_bands(image: Image, wanted: Sequence[str]) -> Image:
     Raises
     ------
     InputError
-        If a band the card needs matches nothing, or matches several bands.
+        If a band the card needs matches nothing while others match, or matches several bands.
     """
-    names = [str(n) for n in image.meta.get("band_names") or []]
-    if not names or all(band in names for band in wanted):
+    given = image.meta.get("band_names")
+    names = None if given is None else [str(n) for n in given]
+    if names is not None and all(band in names for band in wanted):
         return image
     aliases = {name: {a.lower() for a in values} for name, values in (image.meta.get("band_aliases") or {}).items()}
-    files = image.meta.get("band_files") or {}
-    renamed, missing = list(names), []
+    files = {int(i): Path(os.fspath(f)).stem for i, f in (image.meta.get("band_files") or {}).items()}
+    current = names or [f"band{i}" for i in range(1, image.channels + 1)]
+    renamed, missing = list(current), []
     for band in wanted:
-        if band in names:
+        if names is not None and band in names:
             continue
-        hits = [i for i, n in enumerate(names) if band.lower() in aliases.get(n, ()) or n.lower() == band.lower()]
+        hits = []
+        if names is not None:
+            hits = [i for i, n in enumerate(names) if band.lower() in aliases.get(n, ()) or n.lower() == band.lower()]
         if not hits:
-            hits = [i for i, n in enumerate(names) if n in files and _names_in_file_name(band, n)]
+            hits = [i for i, stem in files.items() if _names_in_file_name(band, stem)]
         if len(hits) > 1:
             raise InputError(
-                f"the model's band {band!r} matches several input bands: {[names[i] for i in hits]}",
+                f"the model's band {band!r} matches several input bands: {[current[i] for i in hits]}",
                 image.meta.get("source") or image.meta.get("path"),
             )
         if hits:
             renamed[hits[0]] = band
         else:
             missing.append(band)
+    if names is None and len(missing) == len(wanted):
+        return image  # nothing names any band: the model takes them in order
     if missing:
+        held = [files.get(i, n) if names is None else n for i, n in enumerate(current)]
         raise InputError(
             f"the model expects bands {list(wanted)}; no input band is named {missing} (by band description or "
-            f"file name); the input has {names}: name them with --names or a band list",
+            f"file name); the input has {held}: name them with --names or a band list",
             image.meta.get("source") or image.meta.get("path"),
         )
     return image.replace(meta={**image.meta, "band_names": renamed})

@@ -122,7 +122,7 @@ def band_names(image: Image, path: str | os.PathLike | None = None) -> list[str]
 
     A band keeps its name (a raster's band description); an unnamed one (``band<n>``, or
     none) from a file is named after the file: ``<stem>`` for a single band, else
-    ``<stem>.band<n>``.
+    ``<stem>.band<n>``. :func:`stack` uses these names when some input names its bands.
 
     Parameters
     ----------
@@ -224,7 +224,8 @@ def stack(
         The inputs, in band order; a file gives all its bands.
     names : sequence of str, optional
         One name per band of the stack. By default each band keeps its name, and unnamed
-        bands of files are named after the file (see :func:`band_names`).
+        bands of files are named after the file (see :func:`band_names`); when no input
+        names any band, neither does the stack (a model then takes its bands in order).
     like : Image, optional
         An image whose grid (affine, CRS, shape, chunks) the stack takes.
     crs, resolution, bounds : optional
@@ -238,8 +239,8 @@ def stack(
     Returns
     -------
     Image
-        Bands in input order, of the inputs' common dtype, with ``band_names``, and
-        ``mask`` where any input has no data.
+        Bands in input order, of the inputs' common dtype, with ``band_names`` (or None),
+        and ``mask`` where any input has no data.
 
     Raises
     ------
@@ -265,12 +266,16 @@ def stack(
     images = [first, *(_on_grid(item, target, resampling) for item in inputs[1:])]
     paths = [None if isinstance(item, Image) else item for item in inputs]
     derived = [name for image, path in zip(images, paths, strict=True) for name in band_names(image, path)]
-    names = derived if names is None else [str(n) for n in names]
-    if len(names) != len(derived):
-        raise InputError(f"{len(names)} names for {len(derived)} bands ({', '.join(derived)})")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise InputError(f"bands {repeated} appear more than once in the stack; name the bands with names=")
+    if names is not None:
+        names = [str(n) for n in names]
+        if len(names) != len(derived):
+            raise InputError(f"{len(names)} names for {len(derived)} bands ({', '.join(derived)})")
+    elif any(image.meta.get("band_names") for image in images):
+        names = derived
+    if names is not None:
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise InputError(f"bands {repeated} appear more than once in the stack; name the bands with names=")
     spatial = target.data.chunks[1:] if chunks is None else da.core.normalize_chunks(chunks, target.spatial_shape)
     dtype = np.result_type(*(image.dtype for image in images))
     data = da.concatenate([image.data.astype(dtype).rechunk({1: spatial[0], 2: spatial[1]}) for image in images])

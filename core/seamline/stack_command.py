@@ -55,4 +55,6 @@ def command(
     band_names = [n.strip() for n in names.split(",")] if names else None
     image = open_inputs(inputs, names=band_names, resampling=resampling, grid=grid)
     io.save(image, out, overwrite=overwrite)
-    click.echo(f"wrote {out} ({image.channels} bands: {', '.join(image.meta['band_names'])}; shape {image.shape})")
+    names = image.meta.get("band_names")
+    bands = f"{image.channels} bands" + (f": {', '.join(map(str, names))}" if names else ", unnamed")
+    click.echo(f"wrote {out} ({bands}; shape {image.shape})")

@@ -80,7 +80,7 @@ RECIPES = (
     # Sentinel-2 L2A read as reflectance (the sentinel2 reader: BOA offset applied, SCL clouds masked): red,
     # green, blue, NIR at 10 m, SWIR 1 and 2 at 20 m brought onto the 10 m grid.
     _glacier(
-        "glacier-sentinel2-l2a",
+        "glaciers-sentinel2-l2a",
         "Sentinel-2 L2A reflectance read by the sentinel2 reader",
         ["B04", "B03", "B02", "B08", "B11", "B12"],
         {"kind": "none"},

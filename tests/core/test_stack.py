@@ -81,6 +81,7 @@ def test_band_names_follow_files():
     one = image(np.zeros((1, 2, 2)), band_names=["band1"])
     three = image(np.zeros((3, 2, 2)), band_names=["band1", "swir", "band3"])
     assert band_names(one, "/data/T33_B04_10m.tif") == ["T33_B04_10m"]
+    assert band_names(image(np.zeros((1, 2, 2))), "/data/T33_B04_10m.tif") == ["T33_B04_10m"]
     assert band_names(three, "x/scene.tif") == ["scene.band1", "swir", "scene.band3"]
     assert band_names(three) == ["band1", "swir", "band3"]
 
@@ -111,12 +112,18 @@ def test_band_lists(tmp_path):
 
 def test_card_bands_match_names_aliases_and_file_names():
     named = image(np.zeros((3, 2, 2)), band_names=["T33_B02_10m", "red", "nir"], band_aliases={"nir": ["B08"]},
-                  band_files={"T33_B02_10m": "T33_B02_10m.tif"})  # fmt: skip
+                  band_files={0: "T33_B02_10m.tif"})  # fmt: skip
     matched = match_bands(named, ["B08", "RED", "B02"])
     assert matched.meta["band_names"] == ["B02", "RED", "B08"]
+    unnamed = image(np.zeros((3, 2, 2)), band_files={0: "x_B04.tif", 1: "x_B03.tif", 2: "x_B02.tif"})
+    assert match_bands(unnamed, ["B02", "B03", "B04"]).meta["band_names"] == ["B04", "B03", "B02"]
+    in_order = image(np.zeros((3, 2, 2)), band_files={0: "a.tif", 1: "b.tif", 2: "c.tif"})
+    assert match_bands(in_order, ["B02", "B03", "B04"]).meta.get("band_names") is None  # the model's order
+    with pytest.raises(InputError, match=r"no input band is named \['B02'\]"):
+        match_bands(image(np.zeros((2, 2, 2)), band_files={0: "x_B04.tif", 1: "y.tif"}), ["B02", "B04"])
     with pytest.raises(InputError, match=r"no input band is named \['B11'\]"):
         match_bands(named, ["B02", "B11"])
-    twice = image(np.zeros((2, 2, 2)), band_names=["a_B04", "b_B04"], band_files={"a_B04": "a", "b_B04": "b"})
+    twice = image(np.zeros((2, 2, 2)), band_files={0: "a_B04.tif", 1: "b_B04.tif"})
     with pytest.raises(InputError, match="matches several"):
         match_bands(twice, ["B04"])
     # a name that is only a description, not a file's, is not searched for words

@@ -174,7 +174,7 @@ def test_a_stac_item_of_band_cogs(tmp_path, numbers):
 def test_a_model_card_names_bands_as_the_reader_does(tmp_path, numbers):
     from seamline_geo.recipes import RECIPES
 
-    recipe = next(r for r in RECIPES if r.name == "glacier-sentinel2-l2a")
+    recipe = next(r for r in RECIPES if r.name == "glaciers-sentinel2-l2a")
     image = seamline.open(safe(tmp_path, numbers, driver="GTiff"))
-    assert set(recipe.config["data"]["bands"]) <= set(image.meta["band_names"])
+    assert set(recipe.config["card"]["bands"]) <= set(image.meta["band_names"])
     assert recipe.config["normalization"] == {"kind": "none"}  # the reader gives reflectance already

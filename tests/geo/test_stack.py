@@ -45,12 +45,7 @@ def crop(parts, out, rows=slice(150, 406), cols=slice(416, 672), names=None):
 def test_files_on_one_grid_are_stacked_as_they_are():
     rgb, nir = data_file(*RGB), data_file(*NIR)
     stacked = seamline.stack([rgb, nir])
-    assert stacked.meta["band_names"] == [
-        "LE71400412000304SGS00_RGB.band1",
-        "LE71400412000304SGS00_RGB.band2",
-        "LE71400412000304SGS00_RGB.band3",
-        "LE71400412000304SGS00_B4",
-    ]
+    assert stacked.meta["band_names"] is None  # neither file names its bands: nor does the stack
     assert not any(str(key[0]).startswith("warp") for key in dict(stacked.data.dask) if isinstance(key, tuple))
     expected = np.concatenate([rasterio.open(rgb).read(), rasterio.open(nir).read()])
     np.testing.assert_array_equal(stacked.data.compute(), expected)
@@ -109,7 +104,7 @@ def test_what_cannot_be_stacked_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="3 names for 4 bands"):
         seamline.stack([rgb, data_file(*NIR)], names=["a", "b", "c"])
     with pytest.raises(InputError, match="more than once"):
-        seamline.stack([rgb, rgb])
+        seamline.stack([rgb, data_file(*NIR)], names=["a", "b", "c", "a"])
     loose = seamline.Image(np.zeros((1, 10, 10), np.uint8))
     with pytest.raises(InputError, match="no plugin can warp it"):
         seamline.stack([rgb, loose])
@@ -149,7 +144,8 @@ def everest(tmp_path_factory):
     names = ["red", "green", "blue", "nir"]
     files["rgbn"] = write_raster(folder / "rgbn.tif", data, transform=transform, descriptions=names)
     for index, name in enumerate(names):
-        files[name] = write_raster(folder / f"LE7_2000_{name}.tif", data[index : index + 1], transform=transform)
+        single = data[index : index + 1]
+        files[f"{name} file"] = write_raster(folder / f"LE7_2000_{name}.tif", single, transform=transform)
     return files
 
 
@@ -171,25 +167,27 @@ def test_predict_stacks_several_files_as_the_bundle_names_them(tmp_path, everest
     text = tmp_path / "bands.txt"
     text.write_text(f"# name file band\nred {rgb} 1\ngreen {rgb} 2\nblue {rgb} 3\nnir {everest['nir']}\n")
     runs = {
+        # unnamed bands in file order: the model's order
+        "in order": ([rgb, everest["nir"]], []),
         "names": ([rgb, everest["nir"]], ["--names", "red,green,blue,nir"]),
         "yaml": ([listing], []),
         "text": ([text], []),
         # single-band files named after their bands, in any order: matched by file name
-        "files": ([everest["blue"], everest["red"], everest["nir"], everest["green"]], []),
+        "files": ([everest["blue file"], everest["red file"], everest["nir file"], everest["green file"]], []),
     }
     for name, (inputs, options) in runs.items():
-        out = tmp_path / f"{name}.tif"
+        out = tmp_path / f"{name.replace(' ', '_')}.tif"
         result = predict(*inputs, out, *options)
         assert result.exit_code == 0, (name, result.output)
         np.testing.assert_array_equal(rasterio.open(out).read(), expected, err_msg=name)
 
 
 def test_a_band_the_bundle_needs_and_nothing_names_is_one_line(tmp_path, everest):
-    result = predict(everest["red"], everest["green"], everest["blue"], tmp_path / "out.tif")
+    result = predict(everest["red file"], everest["green file"], everest["blue file"], tmp_path / "out.tif")
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "no input band is named ['nir']" in result.output
-    unnamed = predict(everest["rgb"], everest["nir"], tmp_path / "out.tif")
-    assert unnamed.exit_code == 2 and "['red', 'green', 'blue', 'nir']" in unnamed.output
+    wrong = predict(everest["rgb"], everest["nir"], tmp_path / "out.tif", "--names", "r,g,b,nir")
+    assert wrong.exit_code == 2 and "no input band is named ['red', 'green', 'blue']" in wrong.output
     assert not (tmp_path / "out.tif").exists()
     listing = tmp_path / "bad.yaml"
     listing.write_text(f"red: {everest['rgb']}\n")
@@ -201,7 +199,7 @@ def test_a_band_the_bundle_needs_and_nothing_names_is_one_line(tmp_path, everest
 def test_predict_on_the_everest_rgb_and_nir_files(tmp_path):
     """The issue's done-when: the shared Everest files, as they are, predicted from the command line."""
     out = tmp_path / "glaciers.tif"
-    result = predict(data_file(*RGB), data_file(*NIR), out, "--names", "red,green,blue,nir")
+    result = predict(data_file(*RGB), data_file(*NIR), out)
     assert result.exit_code == 0, result.output
     labels = seamline.open(out)
     outlines = data_file("geoutils_everest_glaciers", "15_rgi60_glacier_outlines.gpkg")
