@@ -202,7 +202,9 @@ def match_bands(image: Image, wanted: Sequence[str]) -> Image:
     A band the card names matches the band of that name; else a band whose aliases
     (``meta["band_aliases"]``) hold the name (any case); else an unnamed band read alone
     from a file whose name holds it as a word (``meta["band_files"]``). When nothing names
-    any band, the image is left unnamed: the model then takes its bands in order.
+    any band, the image is left unnamed: the model then takes its bands in order. A band
+    the card needs that nothing names is left for the bundle to report (it names what the
+    input has and lacks).
 
     Parameters
     ----------
@@ -220,7 +222,7 @@ def match_bands(image: Image, wanted: Sequence[str]) -> Image:
     Raises
     ------
     InputError
-        If a band the card needs matches nothing while others match, or matches several bands.
+        If a band the card needs matches several bands.
     """
     given = image.meta.get("band_names")
     names = None if given is None else [str(n) for n in given]
@@ -228,8 +230,8 @@ def match_bands(image: Image, wanted: Sequence[str]) -> Image:
         return image
     aliases = {name: {a.lower() for a in values} for name, values in (image.meta.get("band_aliases") or {}).items()}
     files = {int(i): Path(os.fspath(f)).stem for i, f in (image.meta.get("band_files") or {}).items()}
-    current = names or [f"band{i}" for i in range(1, image.channels + 1)]
-    renamed, missing = list(current), []
+    renamed = list(names or [files.get(i, f"band{i + 1}") for i in range(image.channels)])
+    found = False
     for band in wanted:
         if names is not None and band in names:
             continue
@@ -240,20 +242,11 @@ def match_bands(image: Image, wanted: Sequence[str]) -> Image:
             hits = [i for i, stem in files.items() if _names_in_file_name(band, stem)]
         if len(hits) > 1:
             raise InputError(
-                f"the model's band {band!r} matches several input bands: {[current[i] for i in hits]}",
+                f"the model's band {band!r} matches several input bands: {[renamed[i] for i in hits]}",
                 image.meta.get("source") or image.meta.get("path"),
             )
         if hits:
-            renamed[hits[0]] = band
-        else:
-            missing.append(band)
-    if names is None and len(missing) == len(wanted):
+            renamed[hits[0]], found = band, True
+    if names is None and not found:
         return image  # nothing names any band: the model takes them in order
-    if missing:
-        held = [files.get(i, n) if names is None else n for i, n in enumerate(current)]
-        raise InputError(
-            f"the model expects bands {list(wanted)}; no input band is named {missing} (by band description or "
-            f"file name); the input has {held}: name them with --names or a band list",
-            image.meta.get("source") or image.meta.get("path"),
-        )
     return image.replace(meta={**image.meta, "band_names": renamed})

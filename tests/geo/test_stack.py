@@ -185,9 +185,9 @@ def test_predict_stacks_several_files_as_the_bundle_names_them(tmp_path, everest
 def test_a_band_the_bundle_needs_and_nothing_names_is_one_line(tmp_path, everest):
     result = predict(everest["red file"], everest["green file"], everest["blue file"], tmp_path / "out.tif")
     assert result.exit_code == 2 and result.output.count("\n") == 1
-    assert "no input band is named ['nir']" in result.output
+    assert "it lacks ['nir']" in result.output
     wrong = predict(everest["rgb"], everest["nir"], tmp_path / "out.tif", "--names", "r,g,b,nir")
-    assert wrong.exit_code == 2 and "no input band is named ['red', 'green', 'blue']" in wrong.output
+    assert wrong.exit_code == 2 and "it lacks ['red', 'green', 'blue']" in wrong.output
     assert not (tmp_path / "out.tif").exists()
     listing = tmp_path / "bad.yaml"
     listing.write_text(f"red: {everest['rgb']}\n")
