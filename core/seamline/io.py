@@ -97,22 +97,21 @@ def writer_for(path: str | os.PathLike) -> Any:
     raise InputError(f"no writer for this format; supported: {_supported(writers)}", path)
 
 
-def open(path: str | os.PathLike | Any, *, chunks: Any = None, reader: str | None = None, **options: Any) -> Image:
-    """Open an image lazily with the reader that accepts *path*, or the one named *reader*.
+def open(path: str | os.PathLike | Any, *, chunks: Any = None, **options: Any) -> Image:
+    """Open an image lazily with the reader that accepts *path*, or the one named ``reader=``.
 
     Parameters
     ----------
     path : str, os.PathLike or object
-        A file (GeoTIFF, NIfTI, ...) or a store (Zarr); with *reader*, anything that
+        A file (GeoTIFF, NIfTI, ...) or a store (Zarr); with ``reader=``, anything that
         reader takes (a URL, STAC items, ...).
     chunks : optional
         Dask chunks; by default the reader follows the file's own blocks.
-    reader : str, optional
-        The name of the reader to use (``seamline plugins --all`` lists them), instead of
-        the first whose ``can_open`` accepts *path*.
     **options
-        Passed to the reader (for example ``bands=[3, 2, 1]`` for rasters, or
-        ``like=scene, resampling="bilinear"`` to warp a raster onto another's grid).
+        ``reader="name"`` chooses the reader (``seamline plugins --all`` lists them)
+        instead of the first whose ``can_open`` accepts *path*; the rest go to the reader
+        (for example ``bands=[3, 2, 1]`` for rasters, or ``like=scene,
+        resampling="bilinear"`` to warp a raster onto another's grid).
 
     Returns
     -------
@@ -133,6 +132,7 @@ def open(path: str | os.PathLike | Any, *, chunks: Any = None, reader: str | Non
     >>> open(path)
     Image(shape=(1, 64, 64), dtype=uint8, spacing=(1.0, 1.0), crs=None)
     """
+    reader = options.pop("reader", None)
     if reader is None:
         record = reader_for(path)
         path = os.fspath(path)
