@@ -36,8 +36,9 @@ from seamline.errors import InputError
 from seamline.image import Image
 from seamline.stack import same_grid
 
+from .footprint import Source
 from .grid import affine_from_transform, from_windows, to_pyproj
-from .warp import Source, warp_reads
+from .warp import warp_reads
 
 __all__ = ["open_raster", "open_scaled", "read_source"]
 

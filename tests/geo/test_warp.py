@@ -21,8 +21,9 @@ import seamline
 from seamline.errors import InputError
 from seamline.stack import grid
 from seamline_geo import reader
+from seamline_geo.footprint import RESAMPLINGS, Grid, Source, plan
 from seamline_geo.grid import transform_from_affine
-from seamline_geo.warp import EXACT, RESAMPLINGS, Grid, Source, plan
+from seamline_geo.warp import EXACT, warp_image
 from tests.conftest import data_file
 from tests.geo.test_raster_io import write_raster
 
@@ -216,7 +217,6 @@ def test_an_image_is_warped_through_its_chunks_like_the_file():
     path = data_file(*DEM)
     like = target(path, "EPSG:4326", chunks=90).window(slice(100, 400), slice(200, 500))
     image = seamline.open(path, chunks=(70, 200))
-    from seamline_geo.warp import warp_image
 
     for resampling in ("nearest", "bilinear"):
         expected = seamline.open(path, like=like, resampling=resampling).data.compute()
