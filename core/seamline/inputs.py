@@ -135,6 +135,7 @@ def open_inputs(
     bands: Sequence[int | str] | None = None,
     resampling: str = "nearest",
     grid: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Image:
     """Open what a command was given as its input: one file, several stacked, or a band list.
 
@@ -151,6 +152,8 @@ def open_inputs(
     grid : dict, optional
         A grid for the result instead of the first file's: :func:`seamline.stack`'s
         ``like``, ``crs``, ``resolution`` and ``bounds``.
+    options : dict, optional
+        Options for a single input's reader (``series=3`` for a DICOM folder, ...).
 
     Returns
     -------
@@ -167,12 +170,13 @@ def open_inputs(
     listing = len(files) == 1 and files[0].lower().endswith(BAND_LIST_SUFFIXES)
     if (names or bands) and listing:
         raise InputError("a band list names and picks its own bands; --names and --bands do not apply", files[0])
+    if options and (listing or len(files) > 1):
+        raise InputError("reader options (--input-option) apply to a single INPUT", files[0])
     grid = {k: v for k, v in (grid or {}).items() if v is not None}
     if listing:
         return _open_band_list(files[0], resampling, grid)
     if len(files) == 1 and not grid:
-        options: dict[str, Any] = {"bands": list(bands)} if bands else {}
-        image = io.open(files[0], **options)
+        image = io.open(files[0], **(options or {}), **({"bands": list(bands)} if bands else {}))
         if names is None:
             return image
         if len(names) != image.channels:
