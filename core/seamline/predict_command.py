@@ -2,18 +2,18 @@
 
 The model is a seamline bundle, a shipped bundle's name, or a model from another tool (a
 MONAI bundle folder, an smp folder, a checkpoint with ``--architecture`` and
-``--model-option KEY=VALUE``; see docs/models.md). It opens the input lazily (one file, several files stacked as
-bands, or a band list: :mod:`seamline.inputs`), loads the model, names the input's bands as
-the model's card does,
-checks that OUT (and every extra output asked for) may be written *before* any model runs,
-streams the labels (or, with ``--probabilities``, the class probabilities) to OUT, and then
-writes the extra products. Each registered :class:`~seamline.plugins.Output` (polygons,
-statistics, meshes, a preview, ...) adds its own option, so a plugin that registers an
-output extends this command too. The products are made from the saved file, so the model
-runs once; a file format without a grid of its own (a reader with ``needs_grid``, such as
-a DICOM SEG that holds only labelled slices) is read back onto the input's grid.
-``--input-option KEY=VALUE`` passes options to INPUT's reader (``series=3`` to pick one
-series of a DICOM folder, for instance).
+``--model-option KEY=VALUE``; see docs/models.md). It opens the input lazily (one file,
+several files stacked as bands, or a band list: :mod:`seamline.inputs`), loads the model,
+names the input's bands as the model's card does, checks that OUT (and every extra output
+asked for) may be written *before* any model runs, streams the labels (or, with
+``--probabilities``, the class probabilities) to OUT, and then writes the extra products.
+Each registered :class:`~seamline.plugins.Output` (polygons, statistics, meshes, a
+preview, ...) adds its own option, so a plugin that registers an output extends this
+command too. The products are made from the saved file, so the model runs once; a file
+format without a grid of its own (a reader with ``needs_grid``, such as a DICOM SEG that
+holds only labelled slices) is read back onto the input's grid. ``--input-option
+KEY=VALUE`` passes options to INPUT's reader (``series=3`` to pick one series of a DICOM
+folder, for instance).
 """
 
 from __future__ import annotations
@@ -22,13 +22,9 @@ import click
 
 from .atomic import check_writable
 from .defaults import BATCH_SIZE
-<<<<<<< HEAD
 from .errors import InputError, about, first_line
 from .fingerprints import reads
-=======
-from .errors import about
 from .inputs import match_bands, open_inputs
->>>>>>> 0067671 (CLI: predict and stack take several inputs or a band list; card bands matched by name or file name; GeoTIFF writer keeps validity masks)
 from .logits import labels_of
 from .plugins import registry
 from .stack import RESAMPLINGS
@@ -120,7 +116,7 @@ class PredictCommand(click.Command):
 @click.option("--scores", is_flag=True, hidden=True, help="Deprecated alias of --probabilities.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-@reads("input_path")
+@reads("inputs")
 def command(
     inputs: tuple[str, ...],
     out: str,
@@ -162,11 +158,8 @@ def command(
         check_writable(path, overwrite=overwrite)
     io.writer_for(out)
     model_settings = parse_model_options(model_options, architecture=architecture)
-<<<<<<< HEAD
     _check_device(device)
-=======
     input_path = ", ".join(inputs)
->>>>>>> 0067671 (CLI: predict and stack take several inputs or a band list; card bands matched by name or file name; GeoTIFF writer keeps validity masks)
     chosen = _bands(bands)
     listed = [n.strip() for n in names.split(",")] if names else None
     options = parse_model_options(input_options, what="reader option")

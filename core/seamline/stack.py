@@ -286,7 +286,10 @@ def stack(
         for more in valid[1:]:
             mask = mask & more.rechunk(spatial)
         meta["mask"] = mask[None]
-    sources = [os.fspath(p) for p in paths if p is not None]
-    if sources:
-        meta["source"] = ", ".join(sources)
+    files = [os.fspath(p) for p in paths if p is not None]
+    if files:
+        meta["source"] = ", ".join(files)
+    fingerprints = tuple(dict.fromkeys(f for image in images for f in image.meta.get("sources", ())))
+    if fingerprints:
+        meta["sources"] = fingerprints  # every input's file, for seamline.save to protect
     return Image(data, target.affine, first.crs, meta)

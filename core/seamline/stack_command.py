@@ -13,6 +13,7 @@ from __future__ import annotations
 import click
 
 from .atomic import check_writable
+from .fingerprints import reads
 from .stack import RESAMPLINGS
 
 __all__ = ["command"]
@@ -34,6 +35,7 @@ __all__ = ["command"]
 @click.option("--resolution", type=click.FloatRange(min=0, min_open=True), help="The grid's pixel size, in CRS units.")
 @click.option("--bounds", type=float, nargs=4, metavar="LEFT BOTTOM RIGHT TOP", help="The grid's extent, in CRS units.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@reads("inputs", "like")
 def command(
     inputs: tuple[str, ...],
     out: str,

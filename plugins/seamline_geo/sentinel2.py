@@ -41,7 +41,7 @@ from seamline.stack import grid, stack
 from .formats import RASTER_SUFFIXES
 from .formats import SENTINEL2_METADATA as METADATA
 from .reader import open_raster, open_scaled
-from .stac import read_items
+from .stac import read_items, remembered
 
 __all__ = ["open_sentinel2", "BANDS", "CLOUD_CLASSES", "DEFAULT_BANDS", "read_metadata"]
 
@@ -262,19 +262,25 @@ def open_sentinel2(
         sources, scl, on_grid = _from_item(items[0], bands, boa_offset)
     target = like if like is not None else _grid_of(on_grid or sources[bands[0]][0], resolution, chunks)
     images = [
-        open_scaled(path, scale=scale, offset=offset, nodata=0, like=target, resampling=resampling, chunks=chunks)
+        remembered(
+            open_scaled(path, scale=scale, offset=offset, nodata=0, like=target, resampling=resampling, chunks=chunks),
+            path,
+        )
         for path, scale, offset in (sources[b] for b in bands)
     ]
     image = stack(images, names=bands, chunks=chunks)
     data, valid = image.data, image.meta.get("mask")
     if cloud_classes:
-        classes = open_raster(scl, like=image, resampling="nearest").data
+        classification = remembered(open_raster(scl, like=image, resampling="nearest"), scl)
+        classes = classification.data
         clear = ~da.isin(classes, np.asarray(list(cloud_classes)))
         data = da.where(clear, data, np.float32(np.nan))
         valid = clear if valid is None else valid & clear
     aliases = {band: [BANDS[band][1]] for band in bands}
     source_name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     meta = {**image.meta, "nodata": float("nan"), "band_aliases": aliases, "source": source_name or "STAC item"}
+    if cloud_classes:
+        meta["sources"] = (*meta.get("sources", ()), *classification.meta.get("sources", ()))
     if valid is not None:
         meta["mask"] = valid
     return image.replace(data=data, meta=meta)

@@ -34,6 +34,7 @@ import rasterio
 from rasterio.warp import transform_bounds
 
 from seamline.errors import InputError
+from seamline.fingerprints import Fingerprint
 from seamline.image import Image
 from seamline.stack import grid, stack
 
@@ -208,6 +209,13 @@ def _grid(items: list[pystac.Item], keys: list[str], crs: Any, resolution: Any, 
     return grid(crs=target, resolution=sizes, bounds=_snapped(bounds, sizes), chunks=chunks or 1024)
 
 
+def remembered(image: Image, href: str) -> Image:
+    """*image* with the fingerprint of its local file in ``meta["sources"]``, which ``seamline.save`` protects."""
+    if not os.path.exists(href):
+        return image
+    return image.replace(meta={**image.meta, "sources": (*image.meta.get("sources", ()), Fingerprint.of(href))})
+
+
 def _open_asset(item: pystac.Item, key: str, like: Image, resampling: str) -> Image:
     asset = item.assets[key]
     href = asset.get_absolute_href() or asset.href
@@ -217,8 +225,10 @@ def _open_asset(item: pystac.Item, key: str, like: Image, resampling: str) -> Im
         offset = [b.get("offset", 0.0) for b in stated]
         nodatas = {b.get("nodata") for b in stated}
         nodata = nodatas.pop() if len(nodatas) == 1 else None
-        return open_scaled(href, scale=scale, offset=offset, nodata=nodata, like=like, resampling=resampling)
-    return open_raster(href, like=like, resampling=resampling)
+        image = open_scaled(href, scale=scale, offset=offset, nodata=nodata, like=like, resampling=resampling)
+    else:
+        image = open_raster(href, like=like, resampling=resampling)
+    return remembered(image, href)
 
 
 def _mosaic(images: list[Image]) -> Image:
@@ -234,6 +244,7 @@ def _mosaic(images: list[Image]) -> Image:
         more = image.valid_mask()
         valid = None if more is None else valid | more
     meta = {k: v for k, v in first.meta.items() if k not in ("mask", "path")}
+    meta["sources"] = tuple(dict.fromkeys(f for image in images for f in image.meta.get("sources", ())))
     if valid is not None:
         if meta.get("nodata") is None:
             meta["mask"] = valid[None]

@@ -213,3 +213,15 @@ def test_stacking_a_transform_keeps_the_grid(tmp_path):
     t = Affine(30, 0, 478000, 0, -30, 3108140)
     path = write_raster(tmp_path / "a.tif", np.ones((1, 32, 32), np.uint8), transform=t)
     np.testing.assert_array_equal(seamline.stack([path]).affine, affine_from_transform(t))
+
+
+def test_a_stack_never_writes_over_one_of_its_inputs(tmp_path):
+    """Every input's fingerprint follows the stack, so saving over any of them is refused (issue 12)."""
+    a = write_raster(tmp_path / "a.tif", np.full((1, 32, 32), 3, np.uint8))
+    b = write_raster(tmp_path / "b.tif", np.full((1, 32, 32), 5, np.uint8))
+    before = b.read_bytes()
+    with pytest.raises(InputError, match="is an input of this job"):
+        seamline.save(seamline.stack([a, b], names=["a", "b"]), b, overwrite=True)
+    result = CliRunner().invoke(get_cli(), ["stack", str(a), str(b), str(b), "--overwrite"])
+    assert result.exit_code == 2 and "is an input" in result.output
+    assert b.read_bytes() == before
