@@ -14,8 +14,9 @@ from .atomic import atomic_output
 from .errors import InputError, ModelError, OutputExistsError, PluginError, SeamlineError
 from .hookspecs import hookimpl
 from .image import Image
-from .io import open, save
+from .io import open, open_stac, save
 from .show import show  # eager, like vectorize: a submodule of the same name would shadow a lazy function
+from .stack import stack  # eager, like show
 from .vectorize import vectorize
 
 try:
@@ -26,7 +27,9 @@ except PackageNotFoundError:  # a source tree that is not installed
 __all__ = [
     "Image",
     "open",
+    "open_stac",
     "save",
+    "stack",
     "predict",
     "vectorize",
     "label",

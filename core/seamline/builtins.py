@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "seamline.train_command",
     "seamline.evaluate_command",
     "seamline.import_command",
+    "seamline.stack_command",
 )
 CATALOG_COMMANDS = ("recipes_command", "models_command")
 

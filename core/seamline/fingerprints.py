@@ -141,7 +141,8 @@ def reads(*parameters: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
     Parameters
     ----------
     *parameters : str
-        Names of the function's keyword parameters that hold input paths (None is skipped).
+        Names of the function's keyword parameters that hold input paths, or sequences of
+        them (click's ``nargs=-1``); None is skipped.
 
     Returns
     -------
@@ -160,7 +161,9 @@ def reads(*parameters: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(function)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            with reading(*(kwargs.get(name) for name in parameters)):
+            values = [kwargs.get(name) for name in parameters]
+            paths = [path for value in values for path in (value if isinstance(value, (tuple, list)) else (value,))]
+            with reading(*paths):
                 return function(*args, **kwargs)
 
         return wrapped

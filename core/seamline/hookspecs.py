@@ -238,3 +238,31 @@ def seamline_overview(image: Image, step: int) -> np.ndarray | None:
         Shaped like ``image.data[:, ::step, ::step]``. The values are for pictures: a
         pixel of an overview may be an average of the pixels it covers.
     """
+
+
+@hookspec(firstresult=True)
+def seamline_warp(image: Image, like: Image, resampling: str) -> Image | None:
+    """Bring an image onto another image's grid, lazily, chunk by chunk.
+
+    :func:`seamline.stack` calls it for an Image input whose grid differs from the
+    stack's (a file path is brought onto the grid by its reader instead, through
+    ``open(path, like=...)``). The geo plugin warps rasters between any two CRSs with
+    GDAL. The first plugin that returns something wins; return None for images this
+    plugin cannot warp (no CRS, a volume).
+
+    Parameters
+    ----------
+    image : seamline.Image
+        The image to warp.
+    like : seamline.Image
+        The image whose grid (affine, CRS, shape) and chunks the result takes; its data
+        are never computed.
+    resampling : str
+        ``"nearest"``, ``"bilinear"``, ``"cubic"``, ``"average"`` or ``"mode"``.
+
+    Returns
+    -------
+    seamline.Image or None
+        The image on *like*'s grid, with its own bands, band names and nodata (and a
+        ``mask`` where the grid reaches beyond it).
+    """

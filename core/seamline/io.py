@@ -25,7 +25,7 @@ from .image import Image
 from .plugins import registry
 from .temporary import clean
 
-__all__ = ["open", "save", "reader_for", "writer_for"]
+__all__ = ["open", "open_stac", "save", "reader_for", "writer_for"]
 
 
 def _supported(records: dict[str, Any]) -> str:
@@ -33,7 +33,7 @@ def _supported(records: dict[str, Any]) -> str:
     return ", ".join(parts) if parts else "nothing (no plugins loaded)"
 
 
-def _check_options(function: Any, options: dict[str, Any], what: str, path: str | os.PathLike) -> None:
+def _check_options(function: Any, options: dict[str, Any], what: str, path: str | os.PathLike | None) -> None:
     """An option the reader or writer does not take is the user's mistake, not a TypeError."""
     parameters = inspect.signature(function).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
@@ -97,17 +97,21 @@ def writer_for(path: str | os.PathLike) -> Any:
     raise InputError(f"no writer for this format; supported: {_supported(writers)}", path)
 
 
-def open(path: str | os.PathLike, *, chunks: Any = None, **options: Any) -> Image:
-    """Open an image lazily with the reader that accepts *path*.
+def open(path: str | os.PathLike | Any, *, chunks: Any = None, **options: Any) -> Image:
+    """Open an image lazily with the reader that accepts *path*, or the one named ``reader=``.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        A file (GeoTIFF, NIfTI, ...) or a store (Zarr).
+    path : str, os.PathLike or object
+        A file (GeoTIFF, NIfTI, ...) or a store (Zarr); with ``reader=``, anything that
+        reader takes (a URL, STAC items, ...).
     chunks : optional
         Dask chunks; by default the reader follows the file's own blocks.
     **options
-        Passed to the reader (for example ``bands=[3, 2, 1]`` for rasters).
+        ``reader="name"`` chooses the reader (``seamline plugins --all`` lists them)
+        instead of the first whose ``can_open`` accepts *path*; the rest go to the reader
+        (for example ``bands=[3, 2, 1]`` for rasters, or ``like=scene,
+        resampling="bilinear"`` to warp a raster onto another's grid).
 
     Returns
     -------
@@ -128,16 +132,50 @@ def open(path: str | os.PathLike, *, chunks: Any = None, **options: Any) -> Imag
     >>> open(path)
     Image(shape=(1, 64, 64), dtype=uint8, spacing=(1.0, 1.0), crs=None)
     """
-    reader = reader_for(path)
-    _check_options(reader.open, options, f"{reader.name} reader", path)
-    source = Fingerprint.of(path)
+    reader = options.pop("reader", None)
+    if reader is None:
+        record = reader_for(path)
+        path = os.fspath(path)
+    else:
+        readers = registry("readers")
+        if reader not in readers:
+            raise InputError(f"no reader named {reader!r}; installed: {', '.join(readers) or 'none'}")
+        record = readers[reader]
+        path = os.fspath(path) if isinstance(path, (str, os.PathLike)) else path
+    where = path if isinstance(path, str) else None
+    _check_options(record.open, options, f"{record.name} reader", where)
+    sources = (Fingerprint.of(path),) if where is not None and os.path.exists(path) else ()
     try:
-        image = reader.open(os.fspath(path), chunks=chunks, **options)
+        image = record.open(path, chunks=chunks, **options)
     except SeamlineError:
         raise
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot be read as {reader.name}: {exc}", path) from exc
-    return image.replace(meta={**image.meta, "sources": (source,)})
+        raise InputError(f"cannot be read as {record.name}: {exc}", where) from exc
+    return image.replace(meta={**image.meta, "sources": (*image.meta.get("sources", ()), *sources)})
+
+
+def open_stac(items: Any, **options: Any) -> Image:
+    """Open STAC items as one Image, through the reader named ``"stac"`` (the geo plugin's).
+
+    Parameters
+    ----------
+    items : pystac.Item, pystac.ItemCollection, dict, str or os.PathLike, or a list of them
+        Items, an item collection, or JSON files or URLs of either.
+    **options
+        Passed to the reader: ``assets``, ``like``, ``crs``, ``resolution``, ``bbox``,
+        ``date``, ``resampling``, ``chunks`` (see :func:`seamline_geo.stac.open_stac`).
+
+    Returns
+    -------
+    Image
+        The assets as bands on one grid, items of one date mosaicked (first valid pixel wins).
+
+    Raises
+    ------
+    InputError
+        If no plugin registers a ``"stac"`` reader, or the items cannot be read.
+    """
+    return open(items, reader="stac", **options)
 
 
 def save(image: Image, path: str | os.PathLike, *, overwrite: bool = False, **options: Any) -> builtins.str:

@@ -1,17 +1,19 @@
-"""``seamline predict INPUT OUT --model BUNDLE``: tiled prediction from the command line.
+"""``seamline predict INPUT... OUT --model BUNDLE``: tiled prediction from the command line.
 
 The model is a seamline bundle, a shipped bundle's name, or a model from another tool (a
 MONAI bundle folder, an smp folder, a checkpoint with ``--architecture`` and
-``--model-option KEY=VALUE``; see docs/models.md). It opens INPUT lazily, loads the model,
-checks that OUT (and every extra output asked for) may be written *before* any model runs,
-streams the labels (or, with ``--probabilities``, the class probabilities) to OUT, and then
-writes the extra products. Each registered :class:`~seamline.plugins.Output` (polygons,
-statistics, meshes, a preview, ...) adds its own option, so a plugin that registers an
-output extends this command too. The products are made from the saved file, so the model
-runs once; a file format without a grid of its own (a reader with ``needs_grid``, such as
-a DICOM SEG that holds only labelled slices) is read back onto the input's grid.
-``--input-option KEY=VALUE`` passes options to INPUT's reader (``series=3`` to pick one
-series of a DICOM folder, for instance).
+``--model-option KEY=VALUE``; see docs/models.md). It opens the input lazily (one file,
+several files stacked as bands, or a band list: :mod:`seamline.inputs`), loads the model,
+names the input's bands as the model's card does, checks that OUT (and every extra output
+asked for) may be written *before* any model runs, streams the labels (or, with
+``--probabilities``, the class probabilities) to OUT, and then writes the extra products.
+Each registered :class:`~seamline.plugins.Output` (polygons, statistics, meshes, a
+preview, ...) adds its own option, so a plugin that registers an output extends this
+command too. The products are made from the saved file, so the model runs once; a file
+format without a grid of its own (a reader with ``needs_grid``, such as a DICOM SEG that
+holds only labelled slices) is read back onto the input's grid. ``--input-option
+KEY=VALUE`` passes options to INPUT's reader (``series=3`` to pick one series of a DICOM
+folder, for instance).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from .atomic import check_writable
 from .defaults import BATCH_SIZE
 from .errors import InputError, about, first_line
 from .fingerprints import reads
+from .inputs import match_bands, open_inputs
 from .logits import labels_of
 from .plugins import registry
+from .stack import RESAMPLINGS
 
 __all__ = ["command"]
 
@@ -63,7 +67,7 @@ class PredictCommand(click.Command):
 
 
 @click.command("predict", cls=PredictCommand)
-@click.argument("input_path", metavar="INPUT", type=click.Path())
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True, type=click.Path())
 @click.argument("out", type=click.Path())
 @click.option(
     "--model",
@@ -90,7 +94,16 @@ class PredictCommand(click.Command):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
 @click.option(
     "--bands",
-    help="Bands to read, by name or by 1-based index (numbers map, in order, onto the model's named bands).",
+    help="Bands to read from a single INPUT, by name or by 1-based index (numbers map, in order, onto the "
+    "model's named bands).",
+)
+@click.option("--names", help="Names of the input's bands, in order, comma-separated (not for a band list).")
+@click.option(
+    "--resampling",
+    type=click.Choice(RESAMPLINGS),
+    default="nearest",
+    show_default=True,
+    help="How INPUTs on another grid than the first are warped onto it.",
 )
 @click.option(
     "--input-option",
@@ -103,9 +116,9 @@ class PredictCommand(click.Command):
 @click.option("--scores", is_flag=True, hidden=True, help="Deprecated alias of --probabilities.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-@reads("input_path")
+@reads("inputs")
 def command(
-    input_path: str,
+    inputs: tuple[str, ...],
     out: str,
     model_path: str,
     architecture: str | None,
@@ -115,6 +128,8 @@ def command(
     batch_size: int,
     device: str,
     bands: str | None,
+    names: str | None,
+    resampling: str,
     input_options: tuple[str, ...],
     probabilities: bool,
     scores: bool,
@@ -122,7 +137,14 @@ def command(
     progress: bool,
     **products: str | None,
 ) -> None:
-    """Segment INPUT with a model and write OUT (labels, or class probabilities with --probabilities)."""
+    """Segment INPUT with a model and write OUT (labels, or class probabilities with --probabilities).
+
+    INPUT is one raster or volume; several files, stacked as bands in the order given
+    (the first one's grid, the others warped onto it); or a band list (.yaml, .yml, .txt)
+    naming each band and its file. A model that names its bands takes them by name: band
+    descriptions, --names, or the file names of single-band files (B04 names
+    T33UUP_..._B04_10m.tif); unnamed bands are taken in order.
+    """
     from . import io
     from .bundle import load_model
     from .foreign import parse_model_options
@@ -137,15 +159,19 @@ def command(
     io.writer_for(out)
     model_settings = parse_model_options(model_options, architecture=architecture)
     _check_device(device)
+    input_path = ", ".join(inputs)
     chosen = _bands(bands)
-    options = {**parse_model_options(input_options, what="reader option"), **({"bands": chosen} if chosen else {})}
-    image = io.open(input_path, **options)
+    listed = [n.strip() for n in names.split(",")] if names else None
+    options = parse_model_options(input_options, what="reader option")
+    image = open_inputs(inputs, names=listed, bands=chosen, resampling=resampling, options=options)
     if chosen and all(isinstance(b, int) for b in chosen):  # by position: the model's names apply
         image = image.replace(meta={**image.meta, "band_names": None})
     for name, path in wanted.items():
         if outputs[name].check is not None:
             outputs[name].check(path, image)
     bundle = load_model(model_path, **model_settings)
+    if bundle.card.bands:
+        image = match_bands(image, bundle.card.bands)
     settings = {"tile_size": tile_size, "overlap": overlap}
     with about(input_path):
         result = bundle.predict(

@@ -10,6 +10,7 @@ Shapefile's sidecar files or GML's schema beside the file cannot.
 from __future__ import annotations
 
 import os
+import re
 
 from seamline.errors import InputError
 
@@ -21,11 +22,14 @@ __all__ = [
     "is_raster",
     "is_geotiff",
     "is_vector",
+    "is_stac",
+    "is_sentinel2",
     "check_vector_path",
 ]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".gtiff", ".vrt", ".jp2", ".j2k", ".img", ".ntf", ".hdr", ".asc", ".png")
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
+SENTINEL2_METADATA = "MTD_MSIL2A.xml"
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb", ".parquet", ".gml", ".kml")
 # The OGR driver writing each polygon format; GeoParquet is written by geopandas itself.
 POLYGON_DRIVERS = {".gpkg": "GPKG", ".fgb": "FlatGeobuf", ".geojson": "GeoJSON", ".json": "GeoJSON", ".parquet": None}
@@ -81,6 +85,53 @@ def is_vector(path: str | os.PathLike) -> bool:
         True for one of :data:`VECTOR_SUFFIXES` (any case).
     """
     return _has_suffix(path, VECTOR_SUFFIXES)
+
+
+def is_stac(path: str | os.PathLike) -> bool:
+    """Whether *path* is a STAC item or item collection in JSON.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any path; a ``.json`` file's first 4 KB are looked at.
+
+    Returns
+    -------
+    bool
+        True for a ``.json`` file that names a ``stac_version`` near its start.
+    """
+    if not _has_suffix(path, (".json",)):
+        return False
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return False
+    return b'"stac_version"' in head
+
+
+def is_sentinel2(path: str | os.PathLike) -> bool:
+    """Whether *path* is a Sentinel-2 Level-2A SAFE folder, or a folder of band files with a scene classification.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any path; only a folder's file names are looked at.
+
+    Returns
+    -------
+    bool
+        True for a folder holding ``MTD_MSIL2A.xml``, or files named with a band
+        (``B02`` ... ``B08``) and an ``SCL`` file.
+    """
+    folder = os.fspath(path)
+    if not os.path.isdir(folder):
+        return False
+    names = [name.upper() for name in os.listdir(folder)]
+    if SENTINEL2_METADATA.upper() in names:
+        return True
+    band = re.compile(r"(?<![0-9A-Z])B0[2-8](?![0-9A-Z])")
+    return any("SCL" in name for name in names) and any(band.search(name) for name in names)
 
 
 def check_vector_path(path: str | os.PathLike) -> str | None:

@@ -43,6 +43,24 @@ def seamline_readers(register: Any) -> None:
     )
     register(
         Reader(
+            name="stac",
+            can_open=formats.is_stac,
+            open=deferred("seamline_geo.stac", "open_stac"),
+            suffixes=(".json",),
+            description="STAC items and item collections (JSON, or pystac objects): assets as bands on one grid",
+        )
+    )
+    register(
+        Reader(
+            name="sentinel2",
+            can_open=formats.is_sentinel2,
+            open=deferred("seamline_geo.sentinel2", "open_sentinel2"),
+            suffixes=(".SAFE",),
+            description="Sentinel-2 L2A band sets (SAFE or band files) as reflectance, clouds masked by SCL",
+        )
+    )
+    register(
+        Reader(
             name="vector-labels",
             can_open=formats.is_vector,
             open=deferred("seamline_geo.vectors", "open_vector_labels"),
@@ -149,3 +167,12 @@ def seamline_overview(image: Any, step: int) -> Any:
     from .overviews import read_overview
 
     return read_overview(image, step)
+
+
+@hookimpl
+def seamline_warp(image: Any, like: Any, resampling: str) -> Any:
+    if image.ndim != 2 or like.ndim != 2 or image.crs is None or like.crs is None:
+        return None
+    from .warp import warp_image
+
+    return warp_image(image, like, resampling)

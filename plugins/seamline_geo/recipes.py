@@ -77,6 +77,14 @@ RECIPES = (
         ["B04", "B03", "B02", "B08", "B11"],
         {"kind": "scale", "factor": 1e-4, "offset": -0.1},
     ),
+    # Sentinel-2 L2A read as reflectance (the sentinel2 reader: BOA offset applied, SCL clouds masked): red,
+    # green, blue, NIR at 10 m, SWIR 1 and 2 at 20 m brought onto the 10 m grid.
+    _glacier(
+        "glaciers-sentinel2-l2a",
+        "Sentinel-2 L2A reflectance read by the sentinel2 reader",
+        ["B04", "B03", "B02", "B08", "B11", "B12"],
+        {"kind": "none"},
+    ),
     Recipe(
         name="crop-fields",
         description="crop fields (e.g. centre pivots) from 30 m multispectral imagery; count them with vectorize",
