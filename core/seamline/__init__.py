@@ -17,6 +17,7 @@ from .image import Image
 from .io import open, open_stac, save
 from .show import show  # eager, like vectorize: a submodule of the same name would shadow a lazy function
 from .stack import stack  # eager, like show
+from .terrain import terrain  # eager, like show
 from .vectorize import vectorize
 
 try:
@@ -39,6 +40,7 @@ __all__ = [
     "save_model",
     "import_model",
     "show",
+    "terrain",
     "hookimpl",
     "atomic_output",
     "SeamlineError",
