@@ -138,7 +138,7 @@ def terrain(
         raise InputError(
             "the DEM's CRS is geographic (degrees): pass scale= (e.g. 111120 for heights in metres), or reproject it"
         )
-    linear = dem.affine[:2, :2] * (scale or 1.0)
+    linear = np.asarray(dem.affine)[:2, :2] * (scale or 1.0)
     if abs(np.linalg.det(linear)) < 1e-300:
         raise InputError("the DEM's affine is singular: its pixels have no area")
     valid = dem.valid_mask()
