@@ -8,13 +8,13 @@ import sys
 
 import dask.array as da
 import numpy as np
-import pyproj
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seamline import Image
 
+pyproj = pytest.importorskip("pyproj")
 xr = pytest.importorskip("xarray")
 rioxarray = pytest.importorskip("rioxarray")
 odc_xr = pytest.importorskip("odc.geo.xr")
