@@ -41,6 +41,7 @@ __all__ = [
     "import_model",
     "show",
     "terrain",
+    "areas",
     "hookimpl",
     "atomic_output",
     "SeamlineError",
@@ -58,6 +59,7 @@ _LAZY = {
     "load_model": "seamline.bundle",
     "save_model": "seamline.bundle",
     "import_model": "seamline.import_command",
+    "areas": "seamline.area",
 }
 
 
