@@ -8,8 +8,11 @@ map is ever held whole.
 Areas are true ground areas, not pixel counts:
 
 - in a projected CRS a pixel's area is the determinant of the affine, in the CRS's linear
-  unit squared (metres, feet, ...), so the same for every pixel (the projection's own
-  scale distortion is the map's, as in any GIS);
+  unit squared (metres, feet, ...), so the same for every pixel. That is the ground area
+  where the projection keeps areas: a UTM zone within 0.2 %, equal-area projections
+  exactly. Where it does not (Web Mercator at 58° N draws areas 3.6 times too large),
+  the map is refused, not measured: its areal scale is checked at the centre and the
+  corners, and more than 1 % off is an error;
 - in a geographic CRS a pixel's area depends on its latitude; each row's is the area of
   that band of the ellipsoid between its two parallels (the authalic-latitude formula,
   exact on the ellipsoid), times the pixel's share of the 360 degrees of longitude.
@@ -122,6 +125,28 @@ def _authalic(latitude: np.ndarray, e: float) -> np.ndarray:
     return s / (1 - (e * s) ** 2) + np.log((1 + e * s) / (1 - e * s)) / (2 * e)
 
 
+def _check_areal_scale(crs: Any, affine: np.ndarray, shape: tuple[int, ...], path: str | None) -> None:
+    """Refuse a projection that does not keep areas here: more than 1 % off at the centre or a corner."""
+    import pyproj
+
+    index = np.array(
+        [[0, 0, 1], [0, shape[1], 1], [shape[0], 0, 1], [shape[0], shape[1], 1], [*np.divide(shape, 2), 1]]
+    )
+    x, y = (affine[:2] @ index.T).tolist()
+    try:
+        lon, lat = pyproj.Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True).transform(x, y)
+        scale = np.asarray(pyproj.Proj(crs).get_factors(lon, lat).areal_scale, dtype=float)
+    except pyproj.exceptions.ProjError:  # a projection PROJ has no factors for: nothing to check with
+        return
+    worst = float(np.nanmax(np.abs(scale - 1))) if np.isfinite(scale).any() else 0.0
+    if worst > 0.01:
+        raise InputError(
+            f"is in {crs.name}, which draws areas up to {worst:.0%} off here: reproject it to an equal-area CRS "
+            "(or a UTM zone, or degrees) to measure areas",
+            path,
+        )
+
+
 def pixel_areas(image: Image) -> np.ndarray:
     """The ground area of the pixels of each row, in square metres.
 
@@ -147,6 +172,7 @@ def pixel_areas(image: Image) -> np.ndarray:
     affine, rows = np.asarray(image.affine), image.spatial_shape[0]
     unit = crs.axis_info[0].unit_conversion_factor  # metres per unit, or radians per unit in degrees
     if not crs.is_geographic:
+        _check_areal_scale(crs, affine, image.spatial_shape, path)
         return np.full(rows, abs(np.linalg.det(affine[:2, :2])) * unit**2)
     if affine[0, 0] != 0 or affine[1, 1] != 0:
         raise InputError("is in degrees on a rotated grid: its pixel areas are not per row; reproject it", path)

@@ -80,6 +80,16 @@ def test_projected_areas_in_feet():
     np.testing.assert_allclose(rows, (10 * 1200 / 3937) ** 2, rtol=1e-12)
 
 
+def test_a_projection_that_does_not_keep_areas_is_refused():
+    mercator = np.array([[0.0, 30.0, 0.0], [-30.0, 0.0, 8e6], [0, 0, 1]])  # 58 degrees north
+    with pytest.raises(InputError, match="Pseudo-Mercator, which draws areas up to 259% off"):
+        pixel_areas(Image(np.zeros((1, 4, 4), np.uint8), mercator, pyproj.CRS.from_epsg(3857)))
+    equal_area = mercator.copy()
+    equal_area[1, 2] = 6e6
+    rows = pixel_areas(Image(np.zeros((1, 4, 4), np.uint8), equal_area, pyproj.CRS.from_epsg(6933)))
+    np.testing.assert_allclose(rows, 900.0)
+
+
 def test_classes_absent_at_a_date_have_area_zero_and_names_come_from_the_map():
     glacier = np.zeros((10, 10), np.uint8)
     glacier[2:8, 2:8] = 1
