@@ -7,7 +7,7 @@ rioxarray computes them, and a ``spatial_ref`` coordinate holding the CRS (CF at
 or sheared raster has no 1-D coordinates that could say where it is; it carries the
 transform only, as rioxarray does. A volume becomes ``(channel, i, j, k)`` with
 voxel-centre coordinates along axis-aligned axes and its whole affine in an ``affine``
-coordinate.
+coordinate. A validity mask (``meta["mask"]``) becomes a boolean ``valid`` coordinate.
 
 Coming back (:func:`grid_of`, used by :meth:`Image.from_array`), the carried transform
 wins when the coordinates agree with it, or with a window of it (an ``isel`` slice or
@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import dask.array as da
 import numpy as np
 
 from .image import Image, window_affine
@@ -103,6 +104,9 @@ def to_xarray(image: Image, *, name: str | None = None) -> Any:
         if image.crs is not None:
             attrs["crs_wkt"] = _crs_attrs(image.crs)["crs_wkt"]
         array = xr.DataArray(image.data, dims=("channel", *VOLUME_DIMS), coords=coords, attrs=attrs)
+    if image.meta.get("mask") is not None:  # a coordinate, so that it follows slices
+        mask = da.asarray(image.meta["mask"]).reshape(image.spatial_shape)
+        array = array.assign_coords(valid=(array.dims[1:], mask))
     array.name = name  # not the dask array's name, which xarray would take
     return array
 
@@ -228,8 +232,8 @@ def grid_of(array: Any) -> tuple[np.ndarray | None, Any, dict[str, Any]]:
     crs : object or None
         ``.rio.crs``, the grid mapping's WKT or the geobox's CRS, as a ``pyproj.CRS``.
     meta : dict
-        ``anchor``, and ``nodata`` (``_FillValue``) and ``band_names`` (``long_name``)
-        when the array has them.
+        ``anchor``, and ``nodata`` (``_FillValue``), ``mask`` (the ``valid``
+        coordinate) and ``band_names`` (``long_name``) when the array has them.
     """
     spatial_dims = tuple(array.dims[1:])
     raster = spatial_dims in RASTER_NAMES
@@ -251,6 +255,8 @@ def grid_of(array: Any) -> tuple[np.ndarray | None, Any, dict[str, Any]]:
         meta["anchor"] = "corner" if raster or (carried is not None and carried[1]) else "center"
     if array.attrs.get("_FillValue") is not None:
         meta["nodata"] = array.attrs["_FillValue"]
+    if "valid" in array.coords and array.coords["valid"].dims == spatial_dims:
+        meta["mask"] = da.asarray(array.coords["valid"].data).astype(bool)[None]
     names = array.attrs.get("long_name")
     if isinstance(names, (list, tuple)) and len(names) == array.shape[0]:
         meta["band_names"] = list(names)

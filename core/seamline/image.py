@@ -244,8 +244,9 @@ class Image:
             ``.rio.crs`` (its ``spatial_ref`` coordinate), odc-geo's ``.odc.geobox`` or
             pixel-centre coordinates; other dimensions make a volume, placed by the
             ``affine`` coordinate :meth:`to_xarray` writes or voxel-centre coordinates.
-            ``_FillValue`` becomes ``meta["nodata"]``, ``long_name`` the band names, and
-            its ``attrs`` go to ``meta["xarray_attrs"]``.
+            ``_FillValue`` becomes ``meta["nodata"]``, ``long_name`` the band names, a
+            ``valid`` coordinate ``meta["mask"]``, and its ``attrs`` go to
+            ``meta["xarray_attrs"]``.
         affine, crs, meta
             As for :class:`Image`.
         chunks
@@ -284,8 +285,8 @@ class Image:
         ``x``/``y`` coordinates (they cannot say where it is) and carries its transform
         only. A volume is ``(channel, i, j, k)`` with voxel-centre coordinates where its
         axes are axis-aligned, and its affine in an ``affine`` coordinate. Nodata is
-        ``_FillValue``, band names ``long_name``. :meth:`from_array` reads it back onto
-        the same grid, bit for bit.
+        ``_FillValue``, band names ``long_name``, a validity mask a ``valid``
+        coordinate. :meth:`from_array` reads it back onto the same grid, bit for bit.
 
         Parameters
         ----------

@@ -21,6 +21,7 @@ odc_xr = pytest.importorskip("odc.geo.xr")
 affine_lib = pytest.importorskip("affine")
 
 CRSS = [None, pyproj.CRS.from_epsg(32718), pyproj.CRS.from_epsg(4326)]
+NORTH_UP = np.array([[0.0, 10.0, 500.0], [-10.0, 0.0, 900.0], [0, 0, 1]])
 
 
 def rasterio_transform(affine: np.ndarray):
@@ -76,6 +77,13 @@ def test_a_sliced_dataarray_keeps_the_window_exactly(affine, row, row_step, col,
     window = image.to_xarray().isel(y=slice(row, None, row_step), x=slice(col, 13, col_step))
     expected = image.window(slice(row, None, row_step), slice(col, 13, col_step)).affine
     np.testing.assert_array_equal(Image.from_array(window).affine, expected)
+
+
+def test_a_validity_mask_follows_the_pixels():
+    valid = np.random.default_rng(0).random((1, 9, 11)) > 0.3
+    image = Image(da.zeros((2, 9, 11), chunks=4), NORTH_UP, None, {"mask": da.from_array(valid, chunks=4)})
+    window = image.to_xarray().isel(y=slice(2, 8), x=slice(1, None, 3))
+    np.testing.assert_array_equal(Image.from_array(window).valid_mask().compute(), valid[0, 2:8, 1::3])
 
 
 def test_coordinates_that_are_no_window_speak_for_themselves():
