@@ -18,7 +18,7 @@ Areas are true ground areas, not pixel counts:
   exact on the ellipsoid), times the pixel's share of the 360 degrees of longitude.
 
 The dates come from the images (``meta["datetime"]``: the geo plugin reads it from the
-tags ``ACQUISITIONDATE`` or ``date``, a STAC reader from the item's ``datetime``), else
+tags ``ACQUISITIONDATE`` or ``date``; or ``meta["date"]``, a STAC item's date), else
 from the file name (``2021-08-30`` or ``20210830``: the first such date in it, which in
 Landsat and Sentinel names is the acquisition), else from ``meta["created"]`` (the
 ``TIFFTAG_DATETIME`` tag, which the TIFF spec makes the file's creation time). Label
@@ -64,7 +64,7 @@ def _parse_date(value: Any) -> pd.Timestamp | None:
 
 
 def date_of(image: Image, name: str | None = None) -> pd.Timestamp:
-    """The date of a label map: ``meta["datetime"]``, else its file name's, else ``meta["created"]``.
+    """The date of a label map: ``meta["datetime"]`` (or ``"date"``), else its file name's, else ``meta["created"]``.
 
     Parameters
     ----------
@@ -83,7 +83,8 @@ def date_of(image: Image, name: str | None = None) -> pd.Timestamp:
         If none says a date, or the metadata says one that is not a date.
     """
     path = name or image.meta.get("path")
-    candidates = [("datetime", image.meta.get("datetime"))]
+    acquired = image.meta.get("datetime", image.meta.get("date"))  # a STAC reader's item date
+    candidates = [("datetime", acquired)]
     candidates += [("file name", m) for m in _NAME_DATE.finditer(os.path.basename(os.fspath(path or "")))]
     candidates.append(("created", image.meta.get("created")))
     for source, value in candidates:

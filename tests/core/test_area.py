@@ -109,6 +109,7 @@ def test_classes_absent_at_a_date_have_area_zero_and_names_come_from_the_map():
         ({"path": "/data/LC08_L2SP_140041_20200115_20200127_02_T1_labels.tif"}, "2020-01-15"),  # the first date
         ({"path": "x.tif", "datetime": "2012:03:18 14:42:28"}, "2012-03-18 14:42:28"),  # TIFF's own format
         ({"path": "2001-01-01.tif", "datetime": "2012-03-18T14:42:28Z"}, "2012-03-18 14:42:28"),  # STAC, UTC
+        ({"path": "stack.tif", "date": "2019-07-04"}, "2019-07-04"),  # a STAC item's date
         ({"path": "map_2005-06-07.tif", "created": "2024:01:01 00:00:00"}, "2005-06-07"),  # the name before it
         ({"path": "map.tif", "created": "2024:01:01 00:00:00"}, "2024-01-01"),
     ],
