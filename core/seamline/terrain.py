@@ -158,4 +158,6 @@ def terrain(
         **options,
     )
     meta = {"nodata": math.nan, "band_names": list(products), "anchor": dem.meta.get("anchor", "corner")}
+    if dem.meta.get("path"):
+        meta["path"] = dem.meta["path"]  # so that later errors name the DEM
     return Image(data, dem.affine, dem.crs, meta)
