@@ -70,7 +70,7 @@ def _chunk(
             up, across = math.sin(math.radians(altitude)), math.cos(math.radians(altitude))
             facing = up - across * z * (dx * math.sin(sun) + dy * math.cos(sun))
             shade = 254 * facing / np.sqrt(1 + z * z * (dx * dx + dy * dy))
-            out[band] = np.where(np.isnan(shade), np.nan, 1 + np.maximum(shade, 0))
+            out[band] = 1 + np.maximum(shade, 0)  # NaN stays NaN
     return out
 
 
