@@ -41,7 +41,7 @@ import pandas as pd
 
 from ._chunks import chunk_origins, map_chunks, spatial_array
 from .errors import InputError
-from .image import Image
+from .image import Image, check_same_grid
 
 __all__ = ["areas", "pixel_areas", "date_of", "plot_areas"]
 
@@ -204,20 +204,6 @@ def _label_map(item: Image | str | os.PathLike) -> Image:
     return open_image(item)
 
 
-def _same_grid(first: Image, other: Image) -> None:
-    name, other_name = first.meta.get("path", "the first label map"), other.meta.get("path", "a label map")
-    affine = np.asarray(first.affine)
-    if other.spatial_shape != first.spatial_shape:
-        problem = f"is {other.spatial_shape} pixels and {name} {first.spatial_shape}"
-    elif not np.allclose(np.asarray(other.affine), affine, rtol=0, atol=1e-9 * np.abs(affine).max()):
-        problem = f"lies on another grid than {name} (their transforms differ)"
-    elif (other.crs is None) != (first.crs is None) or (other.crs is not None and other.crs != first.crs):
-        problem = f"is in another CRS than {name}"
-    else:
-        return
-    raise InputError(f"{problem}: bring it onto one grid first (seamline.open(path, like=...))", other_name)
-
-
 def areas(
     labels_by_date: Mapping[Any, Image | str | os.PathLike] | Sequence[Image | str | os.PathLike],
     *,
@@ -250,7 +236,19 @@ def areas(
 
     Examples
     --------
-    >>> seamline.areas(["glaciers_2000-10-30.tif", "glaciers_2020-10-12.tif"])  # doctest: +SKIP
+    A glacier on 30 m pixels covering 60 pixels, then 40:
+
+    >>> grid = np.array([[0, 30.0, 500000], [-30.0, 0, 4e6], [0, 0, 1]])
+    >>> before, after = np.zeros((2, 1, 10, 10), "uint8")
+    >>> before[0, :6], after[0, :4] = 1, 1
+    >>> maps = {"2000-10-30": Image(before, grid, "EPSG:32645"), "2020-10-30": Image(after, grid, "EPSG:32645")}
+    >>> areas(maps)[["date", "area_km2", "change_km2"]].round({"area_km2": 3, "change_km2": 3})
+            date  area_km2  change_km2
+    0 2000-10-30     0.054         NaN
+    1 2020-10-30     0.036      -0.018
+
+    With files, the dates come from their tags or names:
+    ``seamline.areas(["glaciers_2000-10-30.tif", "glaciers_2020-10-12.tif"])``.
     """
     if isinstance(labels_by_date, Mapping):
         dated = []
@@ -274,8 +272,9 @@ def areas(
     first = dated[0][1]
     rows = pixel_areas(first)
     totals = {}
+    first_name = os.path.basename(first.meta.get("path") or "the first map")
     for when, image in dated:
-        _same_grid(first, image)
+        check_same_grid(first, image, (first_name, os.path.basename(image.meta.get("path") or "a map")))
         labels = spatial_array(image, "a label map")
         if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
             raise InputError(f"holds {labels.dtype} values, not integer labels", image.meta.get("path", "<image>"))

@@ -126,8 +126,12 @@ def terrain(
 
     Examples
     --------
-    >>> dem = seamline.open("dem.tif")                                  # doctest: +SKIP
-    >>> slope = seamline.terrain(dem, ["slope", "aspect", "hillshade"])  # doctest: +SKIP
+    A plane rising 1 m per metre east and 5 m per metre south, on 10 m pixels:
+
+    >>> north_up = np.array([[0, 10.0, 0], [-10.0, 0, 0], [0, 0, 1]])
+    >>> dem = Image(np.arange(25.0).reshape(1, 5, 5) * 10, north_up)
+    >>> terrain(dem, ["slope", "aspect"]).data[:, 2, 2].compute().astype(float).round(2).tolist()
+    [78.9, 348.69]
     """
     dem = _elevation(dem)
     products = (products,) if isinstance(products, str) else tuple(products)

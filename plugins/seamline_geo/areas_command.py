@@ -34,18 +34,20 @@ def areas_command(
     import seamline
     from seamline.area import plot_areas
     from seamline.atomic import atomic_output, check_writable
+    from seamline.fingerprints import reading
 
     for path in (csv_path, plot_path):
         if path is not None:
             check_writable(path, overwrite=overwrite)
-    table = seamline.areas(list(labels), classes=list(classes) or None)
-    shown = table.assign(date=table["date"].dt.strftime("%Y-%m-%d %H:%M").str.removesuffix(" 00:00"))
-    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    if csv_path is not None:
-        with atomic_output(csv_path, overwrite=overwrite) as tmp:
-            table.to_csv(tmp, index=False)
-    if plot_path is not None:
-        figure = Figure(figsize=(6, 3.5))
-        plot_areas(table, ax=figure.add_subplot())
-        with atomic_output(plot_path, overwrite=overwrite) as tmp:
-            figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    with reading(*labels):  # no output is written over a label map, nor after one changed
+        table = seamline.areas(list(labels), classes=list(classes) or None)
+        shown = table.assign(date=table["date"].dt.strftime("%Y-%m-%d %H:%M").str.removesuffix(" 00:00"))
+        click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        if csv_path is not None:
+            with atomic_output(csv_path, overwrite=overwrite) as tmp:
+                table.to_csv(tmp, index=False)
+        if plot_path is not None:
+            figure = Figure(figsize=(6, 3.5))
+            plot_areas(table, ax=figure.add_subplot())
+            with atomic_output(plot_path, overwrite=overwrite) as tmp:
+                figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")

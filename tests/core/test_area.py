@@ -131,15 +131,15 @@ def test_a_missing_or_repeated_date_names_the_file():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"data": da.zeros((1, 9, 10), np.uint8)}, "is \\(9, 10\\) pixels"),
-        ({"affine": NORTH_UP + np.array([[0, 0, 15.0], [0, 0, 0], [0, 0, 0]])}, "lies on another grid"),
-        ({"crs": pyproj.CRS.from_epsg(32646)}, "is in another CRS"),
+        ({"data": da.zeros((1, 9, 10), np.uint8)}, r"a_2000-01-01.tif shape \(10, 10\) differs from .* \(9, 10\)"),
+        ({"affine": NORTH_UP + np.array([[0, 0, 15.0], [0, 0, 0], [0, 0, 0]])}, "lie on different grids"),
+        ({"crs": pyproj.CRS.from_epsg(32646)}, "are in different CRSs"),
     ],
 )
 def test_maps_on_different_grids_are_refused(change, message):
     first = label_map(np.zeros((10, 10), np.uint8), path="a_2000-01-01.tif")
     second = first.replace(meta={"path": "b_2001-01-01.tif"}, **change)
-    with pytest.raises(InputError, match=f"b_2001-01-01.tif: {message}"):
+    with pytest.raises(InputError, match=rf"b_2001-01-01\.tif: .*{message}"):
         seamline.areas([first, second])
 
 

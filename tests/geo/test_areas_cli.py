@@ -62,7 +62,9 @@ def test_refusals_are_one_line_errors_naming_the_file(tmp_path, problem):
     else:
         image = seamline.open(first)
         other = seamline.save(image[:, 1:, :], tmp_path / "glaciers_2010-01-01.tif")
-        expected = "glaciers_2010-01-01.tif: is (39, 50) pixels"
+        expected = (
+            "glaciers_2010-01-01.tif: glaciers_2000-10-30.tif shape (40, 50) differs from glaciers_2010-01-01.tif"
+        )
     result = CliRunner().invoke(get_cli(), ["areas", first, other])
     assert result.exit_code == 2
     assert expected in result.output and len(result.output.strip().splitlines()) == 1
