@@ -3,8 +3,8 @@
 The Exploradores ASTER DEM (Patagonia, 30 m, UTM 18S, nodata holes) and the RGI 6.0
 outlines of region 17 come from ../shared/data/geoutils_exploradores_dem (or from the
 folder $SEAMLINE_DATA names); no optical scene ships for it, so the model sees terrain
-only. seamline.terrain computes the slope chunk by chunk, and the elevation and the slope
-are stacked into one float32 GeoTIFF whose nodata (NaN) covers the DEM's holes and the
+only. seamline.terrain computes the slope chunk by chunk, and seamline.stack puts the
+elevation and the slope in one GeoTIFF whose mask covers the DEM's holes and the
 one-pixel rim where the slope is undefined, so both runs see, and are scored on, the
 same pixels.
 
@@ -20,13 +20,11 @@ Run: python benchmarks/train_glaciers_terrain.py [--epochs N] [--out DIR]
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import tempfile
 import time
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 import torch
 from train_glaciers import add_training_options, iou, training_config
@@ -43,19 +41,16 @@ NODATA = 255
 
 
 def terrain_stack(folder: Path) -> Path:
-    """Elevation and slope as one 2-band float32 GeoTIFF, NaN wherever either is undefined."""
+    """Elevation and slope as one 2-band GeoTIFF, masked wherever either is undefined."""
     dem = seamline.open(DEM)
-    slope = seamline.terrain(dem, "slope")
-    data = da.concatenate([dem.data.astype(np.float32), slope.data])
-    data = da.where(da.isfinite(data).all(axis=0) & dem.valid_mask(), data, np.nan)
-    meta = {"nodata": math.nan, "band_names": ["elevation", "slope"], "anchor": "corner"}
-    stacked = seamline.Image(data, dem.affine, dem.crs, meta)
+    stacked = seamline.stack([dem, seamline.terrain(dem, "slope")], names=["elevation", "slope"])
     return Path(seamline.save(stacked, folder / "exploradores_terrain.tif", overwrite=True))
 
 
-def height_baseline(elevation: np.ndarray, truth: np.ndarray, west: tuple, east: tuple) -> tuple[float, float]:
+def height_baseline(
+    elevation: np.ndarray, valid: np.ndarray, truth: np.ndarray, west: tuple, east: tuple
+) -> tuple[float, float]:
     """Best height threshold over the west half's valid pixels, scored on the east half's."""
-    valid = np.isfinite(elevation)
     thresholds = np.arange(0, 3000, 10)
     scores = [iou((elevation[west] > t)[valid[west]], truth[west][valid[west]]) for t in thresholds]
     best = float(thresholds[int(np.argmax(scores))])
@@ -71,11 +66,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     stack = seamline.open(terrain_stack(work))
     truth = seamline.open(OUTLINES, like=stack).data.compute()[0].astype(bool)
-    elevation = stack.data[0].compute()
+    elevation, valid = stack.data[0].compute(), stack.valid_mask().compute()
     west, east = split_region(stack.spatial_shape, "x", fraction=0.5)
-    threshold, baseline = height_baseline(elevation, truth, west, east)
+    threshold, baseline = height_baseline(elevation, valid, truth, west, east)
     west_path = seamline.save(stack.window(*west), work / "exploradores_terrain_west.tif", overwrite=True)
-    scored = np.where(np.isfinite(elevation), truth, NODATA).astype(np.uint8)[east]
+    scored = np.where(valid, truth, NODATA).astype(np.uint8)[east]
 
     results = {}
     for name, bands in RUNS.items():
@@ -88,7 +83,7 @@ def main() -> None:
         results[name] = (float(report.per_class["iou"].iloc[1]), report.mean_iou, minutes)
 
     print(f"{'figure':<46}{'value':>10}")
-    print(f"{'glacier share of the valid pixels':<46}{truth[np.isfinite(elevation)].mean():>10.3f}")
+    print(f"{'glacier share of the valid pixels':<46}{truth[valid].mean():>10.3f}")
     print(f"{'height threshold (m, tuned on west)':<46}{threshold:>10.0f}")
     print(f"{'baseline glacier IoU, east half':<46}{baseline:>10.3f}")
     for name, (glacier_iou, mean_iou, minutes) in results.items():

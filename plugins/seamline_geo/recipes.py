@@ -100,12 +100,12 @@ RECIPES = (
         ["B04", "B03", "B02", "B08", "B11", "B12"],
         {"kind": "none"},
     ),
-    # Sentinel-2 L2A as above, then a DEM's elevation (metres, as km) and slope (degrees, as a share of 90).
+    # The same reflectance, then a DEM's elevation (metres, as km) and slope (degrees, as a share of 90) on its grid.
     _glacier(
         "glaciers-sentinel2-terrain",
-        "Sentinel-2 L2A and a DEM",
-        ["B04", "B03", "B02", "B08", "B11", "elevation", "slope"],
-        {"kind": "scale", "factor": [1e-4] * 5 + [1e-3, 1 / 90], "offset": [-0.1] * 5 + [0.0, 0.0]},
+        "Sentinel-2 L2A reflectance and a DEM",
+        ["B04", "B03", "B02", "B08", "B11", "B12", "elevation", "slope"],
+        {"kind": "scale", "factor": [1.0] * 6 + [1e-3, 1 / 90]},
     ),
     Recipe(
         name="crop-fields",

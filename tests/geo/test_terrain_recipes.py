@@ -17,7 +17,7 @@ def test_sentinel2_terrain_normalization_on_a_stack(fresh_plugins):
     recipe = registry("recipes")["glaciers-sentinel2-terrain"].config
     dem = seamline.open(data_file(*DEM), chunks=128)
     slope = seamline.terrain(dem, "slope")
-    reflectance = da.full((5, *dem.spatial_shape), 2000.0, chunks=(5, 128, 128))
+    reflectance = da.full((6, *dem.spatial_shape), 0.2, chunks=(6, 128, 128))  # as the sentinel2 reader gives it
     stack = dem.replace(
         data=da.concatenate([reflectance, da.where(dem.valid_mask(), dem.data, np.nan), slope.data]),
         meta={
@@ -27,7 +27,7 @@ def test_sentinel2_terrain_normalization_on_a_stack(fresh_plugins):
     )
     out = normalize(stack, recipe["normalization"]).data.compute()
     inputs = stack.data.compute()
-    np.testing.assert_allclose(out[:5], 0.1, rtol=1e-6)
-    np.testing.assert_allclose(out[5], inputs[5] / 1000, rtol=1e-6)
-    np.testing.assert_allclose(out[6], inputs[6] / 90, rtol=1e-6)
-    assert np.nanmax(out[5:]) < 5
+    np.testing.assert_allclose(out[:6], 0.2, rtol=1e-6)
+    np.testing.assert_allclose(out[6], inputs[6] / 1000, rtol=1e-6)
+    np.testing.assert_allclose(out[7], inputs[7] / 90, rtol=1e-6)
+    assert np.nanmax(out[6:]) < 5
