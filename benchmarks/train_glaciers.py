@@ -62,8 +62,8 @@ def model_kwargs(args: argparse.Namespace) -> dict:
     return {"widths": [int(w) for w in args.widths.split(",")]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The training options shared with benchmarks/train_glaciers_terrain.py."""
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--architecture", default="core.UNet", help="a registered architecture")
     parser.add_argument("--widths", default="16,32,64,128", help="core.UNet widths per level")
@@ -81,23 +81,13 @@ def main() -> None:
         "--validation", type=float, default=0.0, help="validation share at the east end of the west half (0: none)"
     )
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--save-bundle", type=Path, default=None, help="copy the trained bundle here (.zip or dir)")
-    parser.add_argument("--figure", type=Path, default=None, help="save a map of the east half here (PNG)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    work = Path(args.out or tempfile.mkdtemp(prefix="seamline-glaciers-"))
-    work.mkdir(parents=True, exist_ok=True)
-    scene_path = stacked_scene(work)
-    scene = seamline.open(scene_path)
-    truth = seamline.open(OUTLINES, like=scene).data.compute()[0].astype(bool)
-    pixels = scene.data.compute()
-    west, east = split_region(scene.spatial_shape, "x", fraction=0.5)
-    threshold, baseline = brightness_baseline(pixels, truth, west, east)
-    west_path = seamline.save(scene.window(*west), work / "everest_rgbn_west.tif", overwrite=True)
-    validation = {"split": "x", "fraction": args.validation, "side": "high"} if args.validation else None
 
-    config = {
-        "data": {"image": os.fspath(west_path), "labels": os.fspath(OUTLINES)},
+
+def training_config(args: argparse.Namespace, image: Path, labels: Path, out: Path, bands: list | None = None) -> dict:
+    """The seamline.train config of a glacier run on *image* (the west half) with *labels*."""
+    validation = {"split": "x", "fraction": args.validation, "side": "high"} if args.validation else None
+    return {
+        "data": {"image": os.fspath(image), "labels": os.fspath(labels), "bands": bands},
         "classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "glacier", "color": [80, 200, 255]}],
         "validation": validation,
         "model": {"architecture": args.architecture, "kwargs": model_kwargs(args)},
@@ -114,8 +104,27 @@ def main() -> None:
             "progress": False,
         },
         "predict": {"tile_size": 256, "overlap": 0.25},
-        "out": os.fspath(work / "run"),
+        "out": os.fspath(out),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_training_options(parser)
+    parser.add_argument("--save-bundle", type=Path, default=None, help="copy the trained bundle here (.zip or dir)")
+    parser.add_argument("--figure", type=Path, default=None, help="save a map of the east half here (PNG)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    work = Path(args.out or tempfile.mkdtemp(prefix="seamline-glaciers-"))
+    work.mkdir(parents=True, exist_ok=True)
+    scene_path = stacked_scene(work)
+    scene = seamline.open(scene_path)
+    truth = seamline.open(OUTLINES, like=scene).data.compute()[0].astype(bool)
+    pixels = scene.data.compute()
+    west, east = split_region(scene.spatial_shape, "x", fraction=0.5)
+    threshold, baseline = brightness_baseline(pixels, truth, west, east)
+    west_path = seamline.save(scene.window(*west), work / "everest_rgbn_west.tif", overwrite=True)
+    config = training_config(args, Path(west_path), OUTLINES, work / "run")
     started = time.perf_counter()
     result = seamline.train(config, overwrite=True)
     minutes = (time.perf_counter() - started) / 60

@@ -17,6 +17,7 @@ from .image import Image
 from .io import open, open_stac, save
 from .show import show  # eager, like vectorize: a submodule of the same name would shadow a lazy function
 from .stack import stack  # eager, like show
+from .terrain import terrain  # eager, like show
 from .vectorize import vectorize
 
 try:
@@ -39,6 +40,8 @@ __all__ = [
     "save_model",
     "import_model",
     "show",
+    "terrain",
+    "areas",
     "hookimpl",
     "atomic_output",
     "SeamlineError",
@@ -56,6 +59,7 @@ _LAZY = {
     "load_model": "seamline.bundle",
     "save_model": "seamline.bundle",
     "import_model": "seamline.import_command",
+    "areas": "seamline.area",
 }
 
 

@@ -44,15 +44,16 @@ from .errors import InputError
 __all__ = ["Image", "window_affine", "same_crs", "crs_name", "check_same_grid"]
 
 
-def window_affine(affine: np.ndarray, start: Sequence[int], step: Sequence[int] | None = None) -> np.ndarray:
+def window_affine(affine: np.ndarray, start: Sequence[float], step: Sequence[int] | None = None) -> np.ndarray:
     """Return the affine of a window that starts at voxel *start* and takes every *step*-th voxel.
 
     Parameters
     ----------
     affine : numpy.ndarray
         The ``(N+1) x (N+1)`` affine of the full image.
-    start : sequence of int
-        The window's first voxel index, one per spatial axis.
+    start : sequence of float
+        The window's first voxel index, one per spatial axis (a half moves to a voxel's
+        centre or corner).
     step : sequence of int, optional
         The stride per spatial axis (1 by default).
 
@@ -167,26 +168,6 @@ def check_same_grid(first: Any, second: Any, names: tuple[str, str] = ("image", 
         )
 
 
-def _affine_from_coords(coords: Sequence[np.ndarray], raster: bool) -> np.ndarray | None:
-    """Affine of evenly spaced pixel-centre coordinates (xarray's convention), else None.
-
-    For a raster (dimensions ``y, x``) world coordinates are ``(x, y)`` and index
-    ``(0, 0)`` is the first pixel's upper-left corner, as for every raster in seamline;
-    otherwise world axis *i* follows spatial axis *i* and an index is a voxel centre.
-    """
-    n = len(coords)
-    affine = np.eye(n + 1)
-    for axis, values in enumerate(coords):
-        values = np.asarray(values, dtype=float)
-        if values.ndim != 1 or values.size < 2 or not np.allclose(np.diff(values), values[1] - values[0]):
-            return None
-        affine[axis, axis] = values[1] - values[0]
-        affine[axis, n] = values[0]
-    if raster:
-        affine = affine[[1, 0, 2]] @ window_affine(np.eye(3), [-0.5, -0.5], [1, 1])  # type: ignore[list-item]
-    return affine
-
-
 @dataclasses.dataclass(frozen=True, eq=False, init=False)
 class Image:
     """A lazy array of shape ``(C, *spatial)`` with its affine, CRS and metadata.
@@ -257,11 +238,15 @@ class Image:
         Parameters
         ----------
         array : numpy.ndarray, dask.array.Array or xarray.DataArray
-            Shaped ``(C, *spatial)``. An xarray DataArray with evenly spaced coordinates on
-            its spatial dimensions gives the affine (and ``rio.crs`` the CRS) when they are
-            not passed: dimensions ``(band, y, x)`` make a raster (world ``(x, y)``, index
-            at the pixel corner, as rioxarray's coordinates at pixel centres imply), others
-            a volume indexed at voxel centres. Its ``attrs`` go to ``meta["xarray_attrs"]``.
+            Shaped ``(C, *spatial)``. A DataArray gives its grid when *affine* and *crs*
+            are not passed (:func:`seamline.dataarray.grid_of`): dimensions ``(band, y,
+            x)`` make a raster, placed by rioxarray's ``.rio.transform()`` and
+            ``.rio.crs`` (its ``spatial_ref`` coordinate), odc-geo's ``.odc.geobox`` or
+            pixel-centre coordinates; other dimensions make a volume, placed by the
+            ``affine`` coordinate :meth:`to_xarray` writes or voxel-centre coordinates.
+            ``_FillValue`` becomes ``meta["nodata"]``, ``long_name`` the band names, a
+            ``valid`` coordinate ``meta["mask"]``, and its ``attrs`` go to
+            ``meta["xarray_attrs"]``.
         affine, crs, meta
             As for :class:`Image`.
         chunks
@@ -273,20 +258,49 @@ class Image:
         """
         meta = dict(meta or {})
         if hasattr(array, "dims") and hasattr(array, "coords"):  # xarray.DataArray
-            spatial_dims = array.dims[1:]
-            raster = tuple(spatial_dims) == ("y", "x")
-            if affine is None and all(dim in array.coords for dim in spatial_dims):
-                affine = _affine_from_coords([array.coords[dim].values for dim in spatial_dims], raster)
-                if affine is not None:
-                    meta.setdefault("anchor", "corner" if raster else "center")
-            if crs is None and hasattr(array, "rio"):
-                crs = array.rio.crs
+            from .dataarray import grid_of
+
+            found_affine, found_crs, found_meta = grid_of(array)
+            if affine is None:
+                affine = found_affine
+            else:
+                found_meta.pop("anchor", None)
+            crs = found_crs if crs is None else crs
+            for key, value in found_meta.items():
+                meta.setdefault(key, value)
             if array.attrs:
                 meta.setdefault("xarray_attrs", dict(array.attrs))
             array = array.data
         if not isinstance(array, da.Array):
             array = da.from_array(np.asarray(array), chunks=chunks)
         return cls(array, affine, crs, meta)
+
+    def to_xarray(self, *, name: str | None = None) -> Any:
+        """Return this image as a lazy ``xarray.DataArray`` that rioxarray and odc-geo understand.
+
+        A raster is ``(band, y, x)``: bands numbered from 1, ``x``/``y`` at pixel centres
+        (as ``rioxarray.open_rasterio`` computes them), and a ``spatial_ref`` coordinate
+        with the CRS and the exact GeoTransform, so ``da.rio.crs``,
+        ``da.rio.transform()`` and ``da.odc.geobox`` work. A rotated raster has no
+        ``x``/``y`` coordinates (they cannot say where it is) and carries its transform
+        only. A volume is ``(channel, i, j, k)`` with voxel-centre coordinates where its
+        axes are axis-aligned, and its affine in an ``affine`` coordinate. Nodata is
+        ``_FillValue``, band names ``long_name``, a validity mask a ``valid``
+        coordinate. :meth:`from_array` reads it back onto the same grid, bit for bit.
+
+        Parameters
+        ----------
+        name : str, optional
+            The DataArray's name.
+
+        Returns
+        -------
+        xarray.DataArray
+            Backed by this image's dask array (nothing is computed).
+        """
+        from .dataarray import to_xarray
+
+        return to_xarray(self, name=name)
 
     @property
     def ndim(self) -> int:

@@ -71,6 +71,7 @@ def _band_moments(data: da.Array, mask: da.Array | None, *, nonzero: bool = Fals
     if nonzero:
         counted = counted & (data != 0)
     w = counted.astype(np.float64)
+    x = da.where(counted, x, 0.0)  # NaN nodata times a weight of 0 is still NaN
     count, total, squares = da.compute(w.sum(axis=axes), (x * w).sum(axis=axes), (x * x * w).sum(axis=axes))
     if not nonzero and np.any(count == 0):
         raise InputError("cannot compute normalization statistics: every pixel is nodata")

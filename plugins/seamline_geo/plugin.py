@@ -145,11 +145,13 @@ def seamline_recipes(register: Any) -> None:
 
 @hookimpl
 def seamline_commands(cli: Any) -> None:
+    from .areas_command import areas_command
     from .commands import vectorize_command
     from .demo import command as demo_command
 
     cli.add_command(vectorize_command)
     cli.add_command(demo_command)
+    cli.add_command(areas_command)
 
 
 @hookimpl

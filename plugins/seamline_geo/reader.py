@@ -10,8 +10,10 @@ The Image keeps what the file says about its pixels: ``nodata`` (NaN once scale 
 offset were applied, which also turns the data into float32), a validity ``mask`` when
 the file has an internal or external mask band, ``band_names`` (band descriptions,
 else ``"band<index>"``, never a sensor's ``"B<n>"``), ``class_names``/``colors`` for
-label rasters seamline wrote, and the file's ``path``. A file, or a tile of it, that GDAL
-cannot read is an :class:`~seamline.errors.InputError` naming the file.
+label rasters seamline wrote, ``datetime`` (the text of the first of the tags
+``ACQUISITIONDATE``, ``date`` and ``DATE`` the file has), ``created`` (its
+``TIFFTAG_DATETIME``), and the file's ``path``. A file, or a tile of it, that GDAL cannot read is an
+:class:`~seamline.errors.InputError` naming the file.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from .warp import warp_reads
 __all__ = ["open_raster", "open_scaled", "read_source"]
 
 CLASS_NAMES_TAG = "SEAMLINE_CLASS_NAMES"
+DATE_TAGS = ("ACQUISITIONDATE", "date", "DATE")  # when the pixels were acquired
 TARGET_CHUNK_PIXELS = 2**20
 
 
@@ -201,9 +204,9 @@ def open_raster(
     Image
         Shaped ``(bands, rows, cols)``, with the file's affine and CRS (a ``pyproj.CRS``,
         or None), or *like*'s, and ``meta`` holding ``nodata``, ``band_names``,
-        ``anchor="corner"``, ``path``, and where present ``mask``, ``class_names`` and
-        ``colors``. A warped raster without nodata has a ``mask`` where the grid reaches
-        beyond it.
+        ``anchor="corner"``, ``path``, and where present ``mask``, ``class_names``,
+        ``colors``, ``datetime`` and ``created``. A warped raster without nodata has a
+        ``mask`` where the grid reaches beyond it.
 
     Raises
     ------
@@ -288,6 +291,7 @@ def _open(
         flags = dataset.mask_flag_enums[indexes[0] - 1]
         masked = MaskFlags.per_dataset in flags or MaskFlags.alpha in flags
         _add_classes(dataset, indexes[0], meta)
+        _add_dates(dataset, meta)
         affine, crs = affine_from_transform(dataset.transform), to_pyproj(dataset.crs)
         reading = (indexes, scales if rescale else None, nodata)
         if like is not None and not same_grid(affine, crs, shape[1:], like):
@@ -318,3 +322,13 @@ def _add_classes(dataset: Any, band: int, meta: dict[str, Any]) -> None:
     if colormap:
         keep = meta.get("class_names", colormap)
         meta["colors"] = {int(k): tuple(colormap[k][:3]) for k in keep if k in colormap}
+
+
+def _add_dates(dataset: Any, meta: dict[str, Any]) -> None:
+    """When the pixels were acquired (the first of DATE_TAGS) and when the file was made (TIFFTAG_DATETIME)."""
+    tags = dataset.tags()
+    acquired = next((tags[tag] for tag in DATE_TAGS if tags.get(tag)), None)
+    if acquired is not None:
+        meta["datetime"] = acquired
+    if tags.get("TIFFTAG_DATETIME"):
+        meta["created"] = tags["TIFFTAG_DATETIME"]

@@ -10,9 +10,12 @@ Glacier mapping takes visible, near-infrared and (where the sensor has it) short
 infrared bands, which separate clean ice from snow, cloud and rock; debris-covered tongues
 are glacier too, which is what the boundary-aware loss is for (as in the glacier work of
 Aryal et al. 2023). ``glaciers-landsat`` is the recipe the shipped model of the same name
-was trained with (``benchmarks/train_glaciers.py``). Crop fields segment field
-interiors, so that ``seamline.vectorize(labels, instances=True)`` then counts and
-measures fields.
+was trained with (``benchmarks/train_glaciers.py``). Elevation and slope help where
+optical bands cannot tell debris from moraine: ``glaciers-sentinel2-terrain`` and
+``glaciers-dem`` name them as two more bands, made with :func:`seamline.terrain` from a
+DEM on the scene's grid (``glaciers-dem`` is what ``benchmarks/train_glaciers_terrain.py``
+trains). Crop fields segment field interiors, so that
+``seamline.vectorize(labels, instances=True)`` then counts and measures fields.
 """
 
 from __future__ import annotations
@@ -43,15 +46,13 @@ def _glacier(name: str, sensor: str, bands: list[str], normalization: dict[str, 
     )
 
 
-RECIPES = (
-    # What the shipped glaciers-landsat model was trained with: Landsat 7 ETM+ digital
-    # numbers (uint8) of red, green, blue and near infrared (bands 3, 2, 1, 4), a small
-    # U-Net, per-band z-scores fitted on the training image.
-    Recipe(
-        name="glaciers-landsat",
-        description="glacier outlines from Landsat 7 ETM+ red, green, blue, NIR (uint8 DN); the shipped model's",
+def _small_unet(name: str, description: str, bands: list[str]) -> Recipe:
+    """The benchmarks' run: a small core.UNet, per-band z-scores fitted on the training image."""
+    return Recipe(
+        name=name,
+        description=description,
         config={
-            "card": {"bands": ["red", "green", "blue", "nir"]},
+            "card": {"bands": bands},
             "classes": _GLACIER_CLASSES,
             "model": {"architecture": "core.UNet", "kwargs": {"widths": [16, 32, 64, 128]}},
             "normalization": {"kind": "zscore"},
@@ -62,6 +63,20 @@ RECIPES = (
             "training": {"epochs": 40, "batch_size": 8, "metric": "mean_iou"},
             "predict": {"tile_size": 256, "overlap": OVERLAP},
         },
+    )
+
+
+RECIPES = (
+    # What the shipped glaciers-landsat model was trained with: Landsat 7 ETM+ digital
+    # numbers (uint8) of red, green, blue and near infrared (bands 3, 2, 1, 4).
+    _small_unet(
+        "glaciers-landsat",
+        "glacier outlines from Landsat 7 ETM+ red, green, blue, NIR (uint8 DN); the shipped model's",
+        ["red", "green", "blue", "nir"],
+    ),
+    # A DEM alone, as benchmarks/train_glaciers_terrain.py trains on the Exploradores DEM.
+    _small_unet(
+        "glaciers-dem", "glacier outlines from a DEM's elevation and slope (seamline.terrain)", ["elevation", "slope"]
     ),
     # Landsat 8/9 Collection 2 Level-2 surface reflectance (DN * 2.75e-5 - 0.2): red, green, blue, NIR, SWIR 1.
     _glacier(
@@ -84,6 +99,13 @@ RECIPES = (
         "Sentinel-2 L2A reflectance read by the sentinel2 reader",
         ["B04", "B03", "B02", "B08", "B11", "B12"],
         {"kind": "none"},
+    ),
+    # The same reflectance, then a DEM's elevation (metres, as km) and slope (degrees, as a share of 90) on its grid.
+    _glacier(
+        "glaciers-sentinel2-terrain",
+        "Sentinel-2 L2A reflectance and a DEM",
+        ["B04", "B03", "B02", "B08", "B11", "B12", "elevation", "slope"],
+        {"kind": "scale", "factor": [1.0] * 6 + [1e-3, 1 / 90]},
     ),
     Recipe(
         name="crop-fields",

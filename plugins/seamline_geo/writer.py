@@ -123,6 +123,9 @@ def _write_tiles(image: Image, path: Path, profile: dict[str, Any], blocksize: i
             dataset.write_mask(True)
         for band, name in enumerate(meta.get("band_names") or (), start=1):
             dataset.set_band_description(band, str(name))
+        acquired = meta.get("datetime", meta.get("date"))  # a reader's tag, or a STAC item's date
+        if acquired is not None:
+            dataset.update_tags(ACQUISITIONDATE=str(acquired))
         if np.issubdtype(profile["dtype"], np.integer) and meta.get("class_names"):
             names = {int(k): str(v) for k, v in meta["class_names"].items()}
             dataset.update_tags(**{CLASS_NAMES_TAG: json.dumps(names)})

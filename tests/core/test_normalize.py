@@ -83,6 +83,12 @@ def test_nodata_stays_nodata_and_is_left_out_of_statistics():
         assert (values[:, valid] != 0).any(axis=0).all(), "a valid pixel must not look like nodata"
 
 
+def test_nan_nodata_is_left_out_of_zscore_statistics():
+    x = np.array([[[np.nan, 10, 20, 30], [40, np.nan, 60, 70]]], dtype=np.float32)
+    spec = fit_normalization(Image.from_array(x, meta={"nodata": np.nan}), {"kind": "zscore"})
+    assert spec["mean"][0] == pytest.approx(np.nanmean(x)) and spec["std"][0] == pytest.approx(np.nanstd(x))
+
+
 def test_result_stays_lazy(image):
     out = normalize(image.replace(data=da.ones((1, 512, 512), chunks=128)), {"kind": "percentile"})
     assert isinstance(out.data, da.Array) and out.data.chunksize == (1, 128, 128)
