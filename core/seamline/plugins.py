@@ -15,10 +15,10 @@ re-exported here), keyed by name.
 
 - A plugin is *built in* when its entry point comes from the ``seamline`` distribution.
 - A plugin whose entry point is named like an extra of its distribution (``geo`` and
-  ``seamline[geo]``) needs that extra's libraries. When one is missing, the plugin is
-  listed as ``not installed (pip install 'seamline[geo]')``; its records stay registered,
-  so a file or command it handles names the missing extra (:class:`NotInstalledError`,
-  exit 2) instead of saying that nothing handles it.
+  ``seamline[geo]``) needs that extra's libraries (:mod:`seamline.installed`). When one is
+  missing, the plugin is listed as ``not installed (pip install 'seamline[geo]')``; its
+  records stay registered, so a file or command it handles names the missing extra
+  (:class:`NotInstalledError`, exit 2) instead of saying that nothing handles it.
 - A plugin that fails to import is skipped with a warning that names it.
 - Two plugins registering the same name is a :class:`~seamline.errors.PluginError`
   that names both.
@@ -33,18 +33,15 @@ import contextlib
 import dataclasses
 import importlib.metadata
 import os
-import sys
-import traceback
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pluggy
-from packaging.requirements import Requirement
 
 from . import hookspecs
 from .errors import InputError, NotInstalledError, PluginError
+from .installed import PluginInfo, blame, not_installed_error, plugin_info
 from .records import (
     RECORD_TYPES,
     Architecture,
@@ -86,39 +83,6 @@ ENV_VAR = "SEAMLINE_PLUGINS"
 KINDS = ("readers", "writers", "models", "model_formats", "bundles", "outputs", "recipes")
 
 
-@dataclasses.dataclass(frozen=True)
-class PluginInfo:
-    """What ``seamline plugins`` shows about one plugin.
-
-    Attributes
-    ----------
-    name : str
-        The entry-point name (or the name given to :func:`register_plugin`).
-    version : str or None
-        The version of the distribution that provides it.
-    hooks : tuple of str
-        The hooks it implements.
-    builtin : bool
-        Whether it comes with seamline itself.
-    missing : tuple of str
-        Requirements of its extra that are not installed; empty when it is installed.
-    install : str or None
-        The command that installs what is missing.
-    """
-
-    name: str
-    version: str | None
-    hooks: tuple[str, ...]
-    builtin: bool
-    missing: tuple[str, ...] = ()
-    install: str | None = None
-
-    @property
-    def installed(self) -> bool:
-        """Whether everything the plugin needs is installed."""
-        return not self.missing
-
-
 @dataclasses.dataclass
 class _State:
     """What seamline knows about the plugins it loaded, beside pluggy's manager."""
@@ -140,36 +104,6 @@ def _selected(name: str) -> bool:
     return name in {n.strip() for n in chosen.split(",") if n.strip()}
 
 
-def _missing_requirements(dist: Any, extra: str) -> tuple[str, ...]:
-    """The requirements of *dist*'s extra *extra* that are not installed."""
-    missing = []
-    for line in dist.requires or ():
-        requirement = Requirement(line)
-        marker = requirement.marker
-        if marker is None or not marker.evaluate({"extra": extra}) or marker.evaluate({"extra": ""}):
-            continue
-        try:
-            importlib.metadata.distribution(requirement.name)
-        except importlib.metadata.PackageNotFoundError:
-            missing.append(requirement.name)
-    return tuple(missing)
-
-
-def _info_for(ep: Any, plugin: Any) -> PluginInfo:
-    dist = getattr(ep, "dist", None)
-    dist_name = dist.metadata["Name"] if dist is not None else None
-    extras = (dist.metadata.get_all("Provides-Extra") or []) if dist is not None else []
-    missing = _missing_requirements(dist, ep.name) if ep.name in extras else ()
-    return PluginInfo(
-        name=ep.name,
-        version=getattr(dist, "version", None),
-        hooks=(),
-        builtin=dist_name is not None and dist_name.lower() == "seamline",
-        missing=missing,
-        install=f"pip install '{dist_name}[{ep.name}]'" if missing else None,
-    )
-
-
 def _load_entry_points(state: _State) -> None:
     pm = state.manager
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -185,7 +119,7 @@ def _load_entry_points(state: _State) -> None:
                 stacklevel=3,
             )
             continue
-        info = _info_for(ep, plugin)
+        info = plugin_info(ep)
         state.infos[ep.name] = info
         if info.missing:
             state.packages[ep.value.split(".")[0]] = info
@@ -271,21 +205,9 @@ def not_installed(exc: BaseException) -> NotInstalledError | None:
         The error naming the plugin and the command that installs it, when the import
         failed inside a plugin that is not installed; None otherwise.
     """
-    if not isinstance(exc, ImportError) or _state is None or not _state.packages:
+    if _state is None:
         return None
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        for package, info in _state.packages.items():
-            module = sys.modules.get(package)
-            folder = Path(getattr(module, "__file__", "") or "").parent
-            if str(folder) != "." and Path(frame.filename).is_relative_to(folder):
-                return _not_installed_error(info)
-    return None
-
-
-def _not_installed_error(info: PluginInfo) -> NotInstalledError:
-    return NotInstalledError(
-        f"the {info.name} plugin is not installed ({info.install}); missing: {', '.join(info.missing)}"
-    )
+    return blame(exc, _state.packages)
 
 
 def _implementations(hook_name: str) -> list[tuple[str, Callable[..., Any]]]:
@@ -328,7 +250,7 @@ def call_hook(hook_name: str, *, needed: str | None = None, **kwargs: Any) -> An
         implementers = {state.manager.get_name(i.plugin) for i in hook.get_hookimpls()}
         for info in state.infos.values():
             if info.missing and info.name in implementers:
-                raise _not_installed_error(info)
+                raise not_installed_error(info)
         raise PluginError(f"{needed}; no loaded plugin provides it ({hook_name})")
     return result
 
