@@ -8,7 +8,7 @@ the tiles that overlap it have run: :func:`blend_region` does exactly this for o
 Weighted outputs may be summed in any grouping first (:func:`accumulate`), for example
 over a run of neighbouring tiles, which is smaller than the tiles themselves.
 
-Windows (all ``float32``, floored at ``1e-3`` like MONAI's ``compute_importance_map``):
+Windows (all ``float32``; the first three floored at ``1e-3`` like MONAI's ``compute_importance_map``):
 
 ``"gaussian"``
     a separable Gaussian with ``sigma = 0.125 * tile`` per axis, centred on the tile;
@@ -17,6 +17,11 @@ Windows (all ``float32``, floored at ``1e-3`` like MONAI's ``compute_importance_
     a separable raised cosine, ``sin(pi * (i + 0.5) / tile)`` per axis.
 ``"constant"``
     ones: a plain average, MONAI's ``mode="constant"``.
+``"nnunet"``
+    nnU-Net's importance map (``compute_gaussian``): a separable Gaussian with ``sigma =
+    tile / 8`` centred on voxel ``tile // 2``, scaled to a peak of 10 and rounded to
+    float16, zeros raised to the smallest non-zero weight instead of the floor; equal to
+    nnunetv2's map bit for bit.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import functools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from .defaults import BLEND
 from .errors import InputError
@@ -32,7 +38,7 @@ from .tiling import intersection
 
 __all__ = ["BLENDS", "weight_window", "weight_sum", "accumulate", "blend_region"]
 
-BLENDS = ("gaussian", "cosine", "constant")
+BLENDS = ("gaussian", "cosine", "constant", "nnunet")
 _FLOOR = 1e-3
 _SIGMA_SCALE = 0.125
 
@@ -46,6 +52,19 @@ def _profile(size: int, blend: str) -> np.ndarray:
     return np.ones(size, dtype=np.float32)
 
 
+def _nnunet_window(tile_size: tuple[int, ...]) -> np.ndarray:
+    """nnU-Net's importance map, computed axis by axis (the same products, so the same bits)."""
+    profiles = []
+    for size in tile_size:
+        delta = np.zeros(size)
+        delta[size // 2] = 1
+        profiles.append(ndimage.gaussian_filter1d(delta, size / 8, mode="constant", cval=0))
+    window = functools.reduce(np.multiply.outer, profiles)
+    window = (window / (window.max() / 10)).astype(np.float32).astype(np.float16)
+    window[window == 0] = window[window > 0].min()
+    return window.astype(np.float32)
+
+
 @functools.lru_cache(maxsize=8)
 def weight_window(tile_size: tuple[int, ...], blend: str = BLEND) -> np.ndarray:
     """Return the weight window of a tile (read-only, cached).
@@ -54,13 +73,13 @@ def weight_window(tile_size: tuple[int, ...], blend: str = BLEND) -> np.ndarray:
     ----------
     tile_size : tuple of int
         The tile's shape.
-    blend : {"gaussian", "cosine", "constant"}
+    blend : {"gaussian", "cosine", "constant", "nnunet"}
         The window's shape.
 
     Returns
     -------
     numpy.ndarray
-        ``float32`` weights shaped *tile_size*, all at least ``1e-3``.
+        ``float32`` weights shaped *tile_size*, all positive (at least ``1e-3`` but for ``"nnunet"``).
 
     Raises
     ------
@@ -69,8 +88,11 @@ def weight_window(tile_size: tuple[int, ...], blend: str = BLEND) -> np.ndarray:
     """
     if blend not in BLENDS:
         raise InputError(f"blend must be one of {', '.join(BLENDS)}; got {blend!r}")
-    window = functools.reduce(np.multiply.outer, [_profile(int(t), blend) for t in tile_size])
-    window = np.maximum(window, max(float(window.min()), _FLOOR)).astype(np.float32)
+    if blend == "nnunet":
+        window = _nnunet_window(tuple(int(t) for t in tile_size))
+    else:
+        window = functools.reduce(np.multiply.outer, [_profile(int(t), blend) for t in tile_size])
+        window = np.maximum(window, max(float(window.min()), _FLOOR)).astype(np.float32)
     window.setflags(write=False)
     return window
 

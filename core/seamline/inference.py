@@ -218,7 +218,8 @@ def predict(
     *,
     tile_size: int | Sequence[int] | None = None,
     overlap: float | Sequence[float] | None = None,
-    blend: str = BLEND,
+    blend: str | None = None,
+    placement: str = "monai",
     batch_size: int = BATCH_SIZE,
     device: str = "auto",
     amp: bool | None = None,
@@ -241,8 +242,11 @@ def predict(
         The tile's size, one for every spatial axis or one per axis (required for a module).
     overlap : float or sequence of float, optional
         The fraction of a tile shared with its neighbours, in ``[0, 1)`` (:data:`seamline.defaults.OVERLAP` by default).
-    blend : {"gaussian", "cosine", "constant"}
-        The weight window; see :mod:`seamline.blending`.
+    blend : {"gaussian", "cosine", "constant", "nnunet"}, optional
+        The weight window; see :mod:`seamline.blending` (:data:`seamline.defaults.BLEND`
+        by default).
+    placement : {"monai", "nnunet"}
+        Where tiles go; see :mod:`seamline.tiling`.
     batch_size : int
         Tiles per model call.
     device : str
@@ -301,7 +305,8 @@ def predict(
         raise InputError(f"output must be one of {', '.join(OUTPUTS)}; got {output!r}")
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
-    grid = tile_grid(image.spatial_shape, tile_size, OVERLAP if overlap is None else overlap)
+    blend = BLEND if blend is None else blend
+    grid = tile_grid(image.spatial_shape, tile_size, OVERLAP if overlap is None else overlap, placement=placement)
     weight_window(grid.tile_size, blend)
     model.eval()
     valid = image.valid_mask()

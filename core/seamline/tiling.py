@@ -9,6 +9,11 @@ overlap, and by nothing else (not by chunks, workers or batch size). Along each 
 - tiles start every ``int(tile * (1 - overlap))`` voxels (at least 1), and the last tile
   is moved back so that it ends flush with the far edge.
 
+That is ``placement="monai"``, the default. ``placement="nnunet"`` places tiles as
+nnU-Net's ``compute_steps_for_sliding_window`` does: as many tiles as a step of
+``tile * (1 - overlap)`` needs to reach the far edge, spread evenly from edge to edge
+(starts rounded half to even). Both pad alike.
+
 Tiles are numbered in C order over the axes (last axis fastest), which is MONAI's order,
 so a tile's index names the same window in seamline and in MONAI.
 """
@@ -25,7 +30,9 @@ import numpy as np
 from .defaults import OVERLAP
 from .errors import InputError
 
-__all__ = ["TileGrid", "tile_grid", "per_axis", "intersection", "chunks_overlapping"]
+__all__ = ["TileGrid", "tile_grid", "per_axis", "intersection", "chunks_overlapping", "PLACEMENTS"]
+
+PLACEMENTS = ("monai", "nnunet")
 
 
 def per_axis(value: int | float | Sequence, ndim: int, name: str) -> tuple:
@@ -67,7 +74,8 @@ class TileGrid:
     tile_size : tuple of int
         The tile's shape.
     starts : tuple of tuple of int
-        Per axis, the tile starts in padded coordinates, increasing.
+        Per axis, the tile starts in padded coordinates, increasing (nnU-Net's placement
+        repeats a start where its step is under one voxel, as nnU-Net does).
     padding : tuple of int
         Per axis, the padding before the image (non-zero only where it is shorter than a tile).
     """
@@ -148,10 +156,20 @@ def _axis_starts(size: int, tile: int, overlap: float) -> tuple[int, ...]:
     return tuple(min(d * interval, size - tile) for d in range(count))
 
 
+def _spread_starts(size: int, tile: int, overlap: float) -> tuple[int, ...]:
+    count = math.ceil((size - tile) / (tile * (1 - overlap))) + 1
+    spacing = (size - tile) / (count - 1) if count > 1 else 0.0
+    return tuple(int(np.round(spacing * d)) for d in range(count))
+
+
 def tile_grid(
-    shape: Sequence[int], tile_size: int | Sequence[int], overlap: float | Sequence[float] = OVERLAP
+    shape: Sequence[int],
+    tile_size: int | Sequence[int],
+    overlap: float | Sequence[float] = OVERLAP,
+    *,
+    placement: str = "monai",
 ) -> TileGrid:
-    """Place tiles over an image of spatial *shape*, as MONAI's sliding window does.
+    """Place tiles over an image of spatial *shape*, as MONAI's (or nnU-Net's) sliding window does.
 
     Parameters
     ----------
@@ -161,6 +179,10 @@ def tile_grid(
         The tile's size, one for every axis or one per axis.
     overlap : float or sequence of float
         The fraction of a tile shared with its neighbour, in ``[0, 1)``.
+    placement : {"monai", "nnunet"}
+        Fixed steps with the last tile flush with the far edge (MONAI), or as many tiles
+        as that step needs spread evenly (nnU-Net, whose ``tile_step_size`` is
+        ``1 - overlap``).
 
     Returns
     -------
@@ -169,12 +191,15 @@ def tile_grid(
     Raises
     ------
     InputError
-        If the tile size is not positive or the overlap is outside ``[0, 1)``.
+        If the tile size is not positive, the overlap is outside ``[0, 1)`` or the
+        placement is unknown.
 
     Examples
     --------
     >>> tile_grid((100,), 40, overlap=0.5).starts
     ((0, 20, 40, 60),)
+    >>> tile_grid((110,), 64, overlap=0.5, placement="nnunet").starts
+    ((0, 23, 46),)
     """
     ndim = len(shape)
     tiles = tuple(int(t) for t in per_axis(tile_size, ndim, "tile_size"))
@@ -183,11 +208,14 @@ def tile_grid(
         raise InputError(f"tile_size must be positive, got {list(tiles)}")
     if any(not 0 <= o < 1 for o in overlaps):
         raise InputError(f"overlap must be in [0, 1), got {list(overlaps)}")
+    if placement not in PLACEMENTS:
+        raise InputError(f"placement must be one of {', '.join(PLACEMENTS)}; got {placement!r}")
+    starts = _axis_starts if placement == "monai" else _spread_starts
     padded = [max(int(s), t) for s, t in zip(shape, tiles, strict=True)]
     return TileGrid(
         shape=tuple(int(s) for s in shape),
         tile_size=tiles,
-        starts=tuple(_axis_starts(p, t, o) for p, t, o in zip(padded, tiles, overlaps, strict=True)),
+        starts=tuple(starts(p, t, o) for p, t, o in zip(padded, tiles, overlaps, strict=True)),
         padding=tuple((p - int(s)) // 2 for p, s in zip(padded, shape, strict=True)),
     )
 

@@ -1,4 +1,4 @@
-"""Tile placement: the same windows as MONAI's sliding window, covering every voxel."""
+"""Tile placement: the same windows as MONAI's (or nnU-Net's) sliding window, covering every voxel."""
 
 from __future__ import annotations
 
@@ -42,17 +42,29 @@ def test_windows_are_monais(case):
 
 
 @settings(max_examples=40, deadline=None)
-@given(grids())
-def test_tiles_cover_every_voxel_and_end_flush(case):
+@given(grids(), st.sampled_from(["monai", "nnunet"]))
+def test_tiles_cover_every_voxel_and_end_flush(case, placement):
     shape, tile, overlap = case
-    grid = tile_grid(shape, tile, overlap)
+    grid = tile_grid(shape, tile, overlap, placement=placement)
     covered = np.zeros(grid.padded_shape, dtype=int)
     for index in grid:
         covered[grid.slices(index)] += 1
     assert covered.min() >= 1
     for starts, t, p in zip(grid.starts, grid.tile_size, grid.padded_shape, strict=True):
         assert starts[0] == 0 and starts[-1] + t == p
-        assert all(a < b for a, b in itertools.pairwise(starts))
+        assert all(a < b for a, b in itertools.pairwise(starts)) or placement == "nnunet"
+
+
+@pytest.mark.peer
+@settings(max_examples=60, deadline=None)
+@given(grids())
+def test_nnunet_placement_is_nnunets(case):
+    sliding = pytest.importorskip("nnunetv2.inference.sliding_window_prediction")
+    shape, tile, overlap = case
+    grid = tile_grid(shape, tile, overlap, placement="nnunet")
+    steps = sliding.compute_steps_for_sliding_window(grid.padded_shape, tile, 1 - overlap)
+    assert [list(s) for s in grid.starts] == steps
+    assert grid.padding == tile_grid(shape, tile, overlap).padding  # nnU-Net pads as MONAI does
 
 
 def test_padding_is_monais_symmetric_padding():
@@ -90,6 +102,8 @@ def test_intersection():
 def test_bad_options_are_input_errors(tile, overlap):
     with pytest.raises(InputError):
         tile_grid((32, 32), tile, overlap)
+    with pytest.raises(InputError, match="placement"):
+        tile_grid((32, 32), 16, 0.25, placement="random")
 
 
 @settings(max_examples=60, deadline=None)
