@@ -141,6 +141,12 @@ class ModelCard:
         The seamline version that wrote the bundle.
     training : dict
         A training summary (epochs, best metric, data, seed, ...).
+    pipeline : dict, optional
+        How the tool the model came from prepares an input and restores the output, when
+        that is more than bands, normalization and target spacing say:
+        ``{"format": "nnunet", ...}``. A bundle with one is loaded through the
+        :class:`~seamline.plugins.ModelFormat` of that name (its ``from_card``), so a
+        model imported with ``seamline import-model`` predicts as its source did.
     """
 
     architecture: str
@@ -160,6 +166,7 @@ class ModelCard:
     labels_from: str = "labels"
     version: str = __version__
     training: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pipeline: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.architecture, str) or not self.architecture:
@@ -183,6 +190,8 @@ class ModelCard:
         for field, choices in CARD_CHOICES.items():
             if getattr(self, field) not in choices:
                 raise ModelError(f"{field} must be one of {', '.join(choices)}; got {getattr(self, field)!r}")
+        if self.pipeline is not None and not isinstance(self.pipeline, Mapping):
+            raise ModelError("pipeline must be a JSON object")
         if self.orientation is not None and not _axis_codes(self.orientation):
             raise ModelError(f"orientation must be three axis codes such as 'RAS' or 'LPS', got {self.orientation!r}")
 
@@ -569,7 +578,22 @@ def _load_bundle(path: Path) -> Bundle:
     except Exception as exc:  # safetensors raises several types for a corrupt file
         raise ModelError(f"weights cannot be read: {first_line(exc)}", weights_name) from exc
     fit_weights(module, state, source=weights_name, architecture=card.architecture)
-    return Bundle(module, card)
+    if card.pipeline is None:
+        return Bundle(module, card)
+    return _with_pipeline(module, card, path)
+
+
+def _with_pipeline(module: Any, card: ModelCard, path: Path) -> Bundle:
+    """The Bundle of the model format that the card's pipeline names."""
+    from .plugins import registry
+
+    name = card.pipeline.get("format") if card.pipeline is not None else None
+    found = registry("model_formats").get(name) if isinstance(name, str) else None
+    if found is None or found.from_card is None:
+        raise ModelError(
+            f"the card's pipeline needs the model format {name!r}, which no installed plugin provides", path
+        )
+    return found.from_card(module, card)
 
 
 def _write_bundle(module: Any, card: ModelCard, target: Path) -> None:

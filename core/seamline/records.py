@@ -123,12 +123,17 @@ class ModelFormat:
         ``torch.load(..., weights_only=True)``; nothing from the folder is imported or run.
     description : str
         One line for ``seamline plugins``.
+    from_card : callable, optional
+        ``from_card(module, card) -> Bundle``: the same Bundle again from a seamline bundle
+        whose card's ``pipeline`` names this format (what ``seamline import-model`` writes
+        from a model of this format), so the imported bundle predicts as its source did.
     """
 
     name: str
     can_load: Callable[[str], bool]
     load: Callable[..., Any]
     description: str = ""
+    from_card: Callable[..., Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

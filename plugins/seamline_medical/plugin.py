@@ -97,6 +97,14 @@ def seamline_models(register: Any) -> None:
         )
     register(
         Architecture(
+            name="nnunet.network",
+            build=deferred("seamline_medical.nnunet.network", "build_network"),
+            spatial_dims=3,
+            description="nnU-Net v2's networks from plans (PlainConvUNet, ResidualEncoderUNet), folds and mirroring",
+        )
+    )
+    register(
+        Architecture(
             name="medical.TransUNet",
             build=models.build_transunet,
             description="TransUNet (R50+ViT-B/16 hybrid, cascaded upsampler), 2D; slice_axis for volumes",
@@ -116,6 +124,19 @@ def seamline_model_formats(register: Any) -> None:
             can_load=_is_monai_bundle,
             load=deferred("seamline_medical.monai_bundle", "load"),
             description="MONAI bundle folders (configs/inference.json or .yaml, models/model.pt or .ts)",
+        )
+    )
+
+
+@hookimpl
+def seamline_model_formats(register: Any) -> None:
+    register(
+        ModelFormat(
+            name="nnunet",
+            can_load=deferred("seamline_medical.nnunet.folder", "can_load"),
+            load=deferred("seamline_medical.nnunet.folder", "load"),
+            from_card=deferred("seamline_medical.nnunet.pipeline", "from_card"),
+            description="nnU-Net v2 results folders (TotalSegmentator's too): nnU-Net's own pipeline, same answer",
         )
     )
 

@@ -1,0 +1,270 @@
+"""An nnU-Net v2 results folder: recognised, read and checked without running its code.
+
+nnU-Net writes a trained model as a folder (``nnUNetv2_train``, and the folders
+TotalSegmentator downloads)::
+
+    Dataset291_TotalSegmentator_part1_organs_1559subj/
+      nnUNetTrainerNoMirroring__nnUNetPlans__3d_fullres/    <- the model folder
+        dataset.json  plans.json
+        fold_0/checkpoint_final.pth   (or checkpoint_best.pth; fold_all/ ...)
+
+:func:`can_load` accepts the model folder or a dataset folder holding model folders
+(pick one with ``configuration``, and ``trainer`` or ``plans`` when several match).
+:func:`load` reads both JSON files and every fold's checkpoint, a pickle, with
+``torch.load(weights_only=True)`` only: the unpickler may build tensors, containers and
+the NumPy scalars and dtypes nnU-Net's training log holds (:data:`SAFE_GLOBALS`), and a
+checkpoint that needs anything else is refused with a message saying so. The network is
+built by :mod:`.network`, the pipeline described by :mod:`.plans`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from seamline.errors import ModelError
+
+__all__ = ["can_load", "load", "model_folder", "read_checkpoint", "SAFE_GLOBALS"]
+
+_FOLD = re.compile(r"fold_(\d+|all)$")
+
+
+def _is_model_folder(path: Path) -> bool:
+    return (path / "plans.json").is_file() and (path / "dataset.json").is_file()
+
+
+def _model_folders(path: Path) -> list[Path]:
+    return sorted(child for child in path.iterdir() if child.is_dir() and _is_model_folder(child))
+
+
+def can_load(path: str) -> bool:
+    """Whether *path* is an nnU-Net model folder, or a dataset folder holding some; cheap.
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    bool
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        return False
+    return _is_model_folder(folder) or bool(_model_folders(folder))
+
+
+def model_folder(
+    path: Path, *, configuration: str | None = None, trainer: str | None = None, plans: str | None = None
+) -> Path:
+    """The model folder *path* names, chosen among a dataset folder's by name.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A model folder (``Trainer__Plans__configuration``) or a dataset folder.
+    configuration, trainer, plans : str, optional
+        The parts of the model folder's name to match.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ModelError
+        If no model folder matches, or several do (they are listed).
+    """
+    if _is_model_folder(path):
+        return path
+    wanted = [(0, trainer), (1, plans), (2, configuration)]
+    found = [
+        f for f in _model_folders(path) if all(w is None or f.name.split("__")[i : i + 1] == [w] for i, w in wanted)
+    ]
+    if len(found) != 1:
+        names = ", ".join(f.name for f in _model_folders(path))
+        problem = "no model folder matches" if not found else "several model folders match; choose with configuration"
+        raise ModelError(f"{problem} (trainer, plans); it holds {names}", path)
+    return found[0]
+
+
+def _safe_globals() -> list[Any]:
+    """The plain types nnU-Net checkpoints pickle besides tensors: NumPy scalars and their dtypes."""
+    import numpy as np
+
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    dtypes = [type(np.dtype(code)) for code in ("b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8")]
+    return [(scalar, "numpy.core.multiarray.scalar"), scalar, np.dtype, *dtypes]
+
+
+#: What the weights-only unpickler may build besides tensors and containers (a function, for a lazy torch import).
+SAFE_GLOBALS = _safe_globals
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Read an nnU-Net checkpoint with ``torch.load(weights_only=True)``.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A ``checkpoint_final.pth`` (or ``_best``).
+
+    Returns
+    -------
+    dict
+        The checkpoint; ``network_weights`` and ``trainer_name`` at least.
+
+    Raises
+    ------
+    ModelError
+        If the file is missing, is not a torch checkpoint, needs full unpickling (the
+        message names what it holds), or lacks those keys.
+    """
+    import torch
+
+    if not path.is_file():
+        raise ModelError("is missing", path)
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS()):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        needs = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        what = f" (it holds {needs.group(1)})" if needs else ""
+        raise ModelError(
+            f"needs full unpickling{what}; seamline reads checkpoints with torch.load(weights_only=True) only", path
+        ) from exc
+    except Exception as exc:  # torch raises several types for files that are not checkpoints
+        raise ModelError(f"is not a readable PyTorch checkpoint: {str(exc).splitlines()[0]}", path) from exc
+    if not isinstance(checkpoint, dict) or not {"network_weights", "trainer_name"} <= set(checkpoint):
+        raise ModelError("is not an nnU-Net checkpoint: it lacks network_weights or trainer_name", path)
+    return checkpoint
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"is not readable JSON: {exc}", path) from exc
+    if not isinstance(data, dict):
+        raise ModelError("is not a JSON object", path)
+    return data
+
+
+def _folds(folder: Path, folds: Sequence[int | str] | int | str | None, checkpoint: str) -> list[int | str]:
+    """The folds to load: those given (each must have the checkpoint), or every numbered fold that has it."""
+    if folds is None:
+        found = [m.group(1) for f in folder.iterdir() if (m := _FOLD.match(f.name)) and m.group(1) != "all"]
+        chosen: list[int | str] = sorted(int(f) for f in found if (folder / f"fold_{f}" / checkpoint).is_file())
+        if not chosen:
+            raise ModelError(f"has no fold_N/{checkpoint}", folder)
+        return chosen
+    chosen = [folds] if isinstance(folds, int | str) else list(folds)
+    for fold in chosen:
+        if not (folder / f"fold_{fold}" / checkpoint).is_file():
+            raise ModelError("is missing", folder / f"fold_{fold}" / checkpoint)
+    return chosen
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    configuration: str | None = None,
+    folds: Sequence[int | str] | int | str | None = None,
+    checkpoint: str = "checkpoint_final.pth",
+    mirror: bool = True,
+    trainer: str | None = None,
+    plans: str | None = None,
+    reorient: bool | None = None,
+) -> Any:
+    """Load an nnU-Net v2 trained model as a seamline bundle that predicts as nnU-Net does.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A model folder, or a dataset folder holding model folders.
+    configuration : str, optional
+        ``"3d_fullres"``, ``"3d_lowres"``, ...: picks the model folder in a
+        dataset folder, and must be the one the checkpoints were trained for.
+    folds : int, str or sequence, optional
+        The folds to average (``0``, ``[0, 1]``, ``"all"``); by default every
+        ``fold_N`` with the checkpoint (not ``fold_all``), as nnU-Net does.
+    checkpoint : str
+        The checkpoint file in each fold folder (``"checkpoint_best.pth"``, ...).
+    mirror : bool
+        Test-time mirroring over the axes the checkpoint allows (nnU-Net's default, on).
+    trainer, plans : str, optional
+        Pick the model folder in a dataset folder by trainer or plans name.
+    reorient : bool, optional
+        Reorient volumes to RAS before nnU-Net's steps (what TotalSegmentator does before
+        calling nnU-Net, and nnU-Net's NibabelIOWithReorient reader); by default as the
+        plans' ``image_reader_writer`` does.
+
+    Returns
+    -------
+    seamline_medical.nnunet.pipeline.NNUNetBundle
+
+    Raises
+    ------
+    ModelError
+        For a missing fold or file, an unreadable checkpoint, an unknown trainer or
+        network class, or a plans feature seamline does not reproduce; one line naming
+        the file and the field.
+    """
+    from .network import build_network, check_trainer
+    from .pipeline import from_card
+    from .plans import model_card
+
+    folder = model_folder(Path(path), configuration=configuration, trainer=trainer, plans=plans)
+    chosen = _folds(folder, folds, checkpoint)
+    plans_data, dataset = _read_json(folder / "plans.json"), _read_json(folder / "dataset.json")
+    files = [folder / f"fold_{fold}" / checkpoint for fold in chosen]
+    states, first = [], None
+    for file in files:
+        data = read_checkpoint(file)
+        if first is None:
+            first = data
+            check_trainer(data["trainer_name"], file)
+        elif data["trainer_name"] != first["trainer_name"]:
+            raise ModelError(f"trainer_name {data['trainer_name']!r} differs from fold {chosen[0]}'s", file)
+        states.append(data["network_weights"])
+    assert first is not None
+    trained = (first.get("init_args") or {}).get("configuration") or folder.name.rsplit("__", 1)[-1]
+    if configuration is not None and configuration != trained:
+        raise ModelError(f"init_args.configuration is {trained!r}, not the {configuration!r} asked for", files[0])
+    axes = first.get("inference_allowed_mirroring_axes") or ()
+    card = model_card(
+        plans_data,
+        dataset,
+        trained,
+        folder=folder,
+        folds=chosen,
+        mirror_axes=axes if mirror else (),
+        reorient=reorient,
+        training={
+            "source": "nnU-Net v2",
+            "trainer": first["trainer_name"],
+            "plans": plans_data.get("plans_name"),
+            "dataset": plans_data.get("dataset_name"),
+            "configuration": trained,
+            "folds": chosen,
+            "checkpoint": checkpoint,
+            "inference_allowed_mirroring_axes": list(axes),
+        },
+    )
+    try:
+        module = build_network(card.in_channels, len(card.classes), **card.kwargs)
+    except ModelError as exc:
+        raise ModelError(exc.message, folder / "plans.json") from exc
+    for network, state, file in zip(module.folds, states, files, strict=True):
+        try:
+            network.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ModelError(
+                f"network_weights do not fit the plans' network: {str(exc).splitlines()[0]}", file
+            ) from exc
+    return from_card(module, card)

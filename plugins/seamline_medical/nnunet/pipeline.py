@@ -1,0 +1,245 @@
+"""nnU-Net's inference around seamline's engine: the bundle an nnU-Net model loads as.
+
+:class:`NNUNetBundle` runs for one volume what nnunetv2's ``nnUNetPredictor`` runs
+(preprocessing, ``predict_sliding_window_return_logits``,
+``convert_predicted_logits_to_segmentation_with_correct_shape``), in the same order and
+with the same numbers, all from the card's ``pipeline`` (so a bundle written by
+``seamline import-model`` runs it too):
+
+1. :func:`.preprocess.to_network_grid`: axes, crop, normalization, resampling;
+2. the engine, with nnU-Net's tile placement and importance map
+   (``placement="nnunet"``, ``blend="nnunet"``, tile step 0.5 of the patch), the module
+   averaging mirrorings and folds;
+3. :meth:`NNUNetBundle.restore`: the logits resampled back onto the crop (linear by
+   default, the anisotropic rule as for the data), turned into labels (argmax, or the
+   regions painted in ``regions_class_order``) or probabilities (softmax, or sigmoid per
+   region), pasted into the uncropped volume (background outside the box), and the axes
+   put back as the input had them.
+
+Everything after the few reductions of step 1 is lazy and block by block: no step holds
+a (classes x volume) array, the one that makes nnU-Net itself run out of memory on large
+volumes. nnU-Net sums tiles and exports logits in float16; seamline keeps float32, so a
+label may differ where two logits are within float16 rounding of each other: on
+boundaries between labels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from nibabel import orientations
+from scipy.special import expit
+
+from seamline.bundle import Bundle, ModelCard
+from seamline.errors import InputError, ModelError
+from seamline.image import Image
+from seamline.inference import OUTPUTS
+from seamline.inference import predict as run_engine
+from seamline.logits import label_dtype, probabilities
+
+from ..geometry import GEOMETRY_KEYS, reorient
+from .preprocess import Grid, to_network_grid
+from .resample import resample_to_shape
+
+__all__ = ["NNUNetBundle", "from_card"]
+
+
+def _labels(logits: np.ndarray, order: list[int] | None, dtype: np.dtype) -> np.ndarray:
+    """Labels of one block: argmax, or each region painted over the last where its sigmoid exceeds 0.5."""
+    if order is None:
+        return logits.argmax(axis=0).astype(dtype)[None]
+    painted = np.zeros(logits.shape[1:], dtype=dtype)
+    for channel, value in enumerate(order):
+        painted[expit(logits[channel]) > 0.5] = value
+    return painted[None]
+
+
+def _probabilities(logits: np.ndarray, regions: bool) -> np.ndarray:
+    return expit(logits) if regions else probabilities(logits)
+
+
+def _paste(data: da.Array, box: tuple[tuple[int, int], ...], shape: tuple[int, ...], fill: list[float]) -> da.Array:
+    """The crop put back in the uncropped volume, each channel padded with its own value."""
+    pads = [(0, 0), *((lo, n - hi) for (lo, hi), n in zip(box, shape, strict=True))]
+    if not any(any(p) for p in pads):
+        return data
+    return da.concatenate(
+        [da.pad(data[c : c + 1], pads, mode="constant", constant_values=value) for c, value in enumerate(fill)]
+    )
+
+
+class NNUNetBundle(Bundle):
+    """An nnU-Net v2 model: its folds as one module, its card, and nnU-Net's pipeline around the engine.
+
+    Parameters
+    ----------
+    module : seamline_medical.nnunet.network.NNUNetNetwork
+        The folds' networks with nnU-Net's mirroring.
+    card : ModelCard
+        With ``pipeline["format"] == "nnunet"`` (see :mod:`.plans`).
+    """
+
+    def __init__(self, module: Any, card: ModelCard) -> None:
+        super().__init__(module, card)
+        self.pipeline: dict[str, Any] = dict(card.pipeline or {})
+        self._regions = self.pipeline["regions"] is not None
+
+    def _prepare(self, image: Image | Any) -> tuple[Image, Grid]:
+        if not isinstance(image, Image):
+            image = Image.from_array(image)
+        return to_network_grid(super().prepare(image), self.pipeline)
+
+    def prepare(self, image: Image | Any) -> Image:
+        """The image on the network's grid, as nnU-Net's preprocessing leaves it (lazy).
+
+        Parameters
+        ----------
+        image : Image or array-like
+            ``(C, i, j, k)``, NIfTI voxel axes.
+
+        Returns
+        -------
+        Image
+            Normalized and resampled, along nnU-Net's axes; its affine places it in world space.
+
+        Raises
+        ------
+        InputError
+            If the image does not have the model's channels or is not a volume.
+        """
+        return self._prepare(image)[0]
+
+    def _engine_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        options.setdefault("tile_size", self.card.tile_size)
+        options.setdefault("overlap", 1 - self.pipeline["tile_step_size"])
+        options.setdefault("blend", "nnunet")
+        return {**options, "placement": "nnunet"}
+
+    def network_scores(self, image: Image | Any, **options: Any) -> Image:
+        """The blended logits on the network's grid, before nnU-Net's export (lazy).
+
+        Parameters
+        ----------
+        image : Image or array-like
+            As for :meth:`prepare`.
+        **options
+            Engine options (``batch_size``, ``device``, ``progress``, ...).
+
+        Returns
+        -------
+        Image
+            ``(heads, *network_shape)`` float32 logits.
+        """
+        options.pop("output", None)
+        return run_engine(self.prepare(image), self.module, output="scores", **self._engine_options(options))
+
+    def predict(self, image: Image | Any, **options: Any) -> Image:
+        """Predict *image* as nnU-Net's predictor does, lazily, block by block.
+
+        Parameters
+        ----------
+        image : Image or array-like
+            ``(C, i, j, k)``, NIfTI voxel axes (the model's channels).
+        **options
+            ``output`` (``"scores"``, ``"probabilities"`` or ``"labels"``) and the engine's
+            options; ``tile_size`` and ``overlap`` default to the patch size and nnU-Net's
+            tile step of 0.5, ``blend`` to nnU-Net's importance map.
+
+        Returns
+        -------
+        Image
+            On the input's grid (same shape, affine and header), with ``class_names`` and
+            ``colors``.
+
+        Raises
+        ------
+        InputError
+            If the image does not fit the model, or an option is invalid.
+        """
+        output = options.pop("output", "scores")
+        if output not in OUTPUTS:
+            raise InputError(f"output must be one of {', '.join(OUTPUTS)}; got {output!r}")
+        if not isinstance(image, Image):
+            image = Image.from_array(image)
+        prepared, grid = self._prepare(image)
+        scores = run_engine(prepared, self.module, output="scores", **self._engine_options(options))
+        return self.restore(scores, grid, output=output, image=image)
+
+    def restore(self, scores: Image, grid: Grid, *, output: str = "labels", image: Image) -> Image:
+        """Bring network-grid logits back onto the input, as nnU-Net's export does.
+
+        Parameters
+        ----------
+        scores : Image
+            Logits on the network grid (:meth:`network_scores`).
+        grid : Grid
+            From the preparation of *image*.
+        output : {"scores", "probabilities", "labels"}
+            What to return.
+        image : Image
+            The input, whose grid, header and meta the result takes.
+
+        Returns
+        -------
+        Image
+        """
+        logits = scores.data
+        resampling = self.pipeline["resampling"]["probabilities"]
+        if resampling is not None:
+            logits = resample_to_shape(logits, grid.crop_shape, grid.network_spacing, grid.spacing, **resampling)
+        heads = logits.shape[0]
+        if output == "labels":
+            dtype = label_dtype(len(self.card.classes))
+            data = logits.map_blocks(
+                _labels, self.pipeline["regions_class_order"], dtype, dtype=dtype, chunks=((1,), *logits.chunks[1:])
+            )
+            fill = [0.0]
+        elif output == "probabilities":
+            data = logits.map_blocks(_probabilities, self._regions, dtype=np.float32)
+            fill = [0.0 if self._regions or c else 1.0 for c in range(heads)]
+        else:
+            data = logits
+            fill = [0.0 if not self._regions and not c else -np.inf for c in range(heads)]
+        data = _paste(data, grid.box, grid.full_shape, fill)
+        data = data.transpose((0, *(int(a) + 1 for a in np.argsort(grid.axes))))
+        result = grid.source.replace(data=data)
+        if grid.reoriented:
+            result = reorient(result, orientations.aff2axcodes(image.affine))
+        meta = {k: v for k, v in image.meta.items() if k not in ("band_names", "nodata", "mask")}
+        meta.update({k: image.meta[k] for k in GEOMETRY_KEYS if k in image.meta})
+        meta.update(class_names=self.card.class_names, colors=self.card.colors)
+        if output != "labels":
+            meta["band_names"] = [self.card.class_names.get(v, f"class {v}") for v in self._channel_labels(heads)]
+        return result.replace(affine=image.affine, meta=meta)
+
+    def _channel_labels(self, heads: int) -> list[int]:
+        """The label each output channel stands for: the class, or the region's painted value."""
+        order = self.pipeline["regions_class_order"]
+        return list(order) if order is not None else list(range(heads))
+
+
+def from_card(module: Any, card: ModelCard) -> NNUNetBundle:
+    """The bundle for a card whose pipeline is nnU-Net's (a folder, or a bundle imported from one).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The architecture ``"nnunet.network"``, weights loaded.
+    card : ModelCard
+
+    Returns
+    -------
+    NNUNetBundle
+
+    Raises
+    ------
+    ModelError
+        If the pipeline lacks a step this version runs.
+    """
+    needed = {"reorient", "transpose_forward", "spacing", "tile_step_size", "normalization", "resampling", "regions"}
+    missing = sorted(needed - set(card.pipeline or {}))
+    if missing:
+        raise ModelError(f"the card's nnunet pipeline lacks {', '.join(missing)}")
+    return NNUNetBundle(module, card)

@@ -1,0 +1,337 @@
+"""nnU-Net v2 model folders give nnU-Net's own answer, checked against nnU-Net's predictor.
+
+The folders are made with nnU-Net's code (:mod:`tests.medical.nnunet_folders`: its
+PlansManager checks the plans, its trainer saves the checkpoints) around a small network
+trained on the shared CT and MR volumes. nnU-Net's ``nnUNetPredictor`` runs on the CPU
+on the same files. nnU-Net blends tiles and exports logits in float16, seamline in
+float32, so the criteria are: the preprocessed network input equal to float rounding;
+probabilities on the network grid within 1e-3; labels equal on at least 99.9 % of the
+voxels, and every voxel that differs on a label boundary.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from scipy import ndimage
+
+import seamline
+from seamline.errors import ModelError
+from tests.conftest import data_file
+from tests.medical import nnunet_folders as folders
+
+pytest.importorskip("nnunetv2")
+pytestmark = pytest.mark.peer
+
+CT = ("totalsegmentator_ct_mr", "example_ct_sm.nii.gz")
+CT_LONG = ("totalsegmentator_ct_mr", "example_ct.nii.gz")
+MR = ("totalsegmentator_ct_mr", "example_mr_sm.nii.gz")
+
+
+@pytest.fixture(scope="module")
+def folder_factory(tmp_path_factory):
+    """Make (once per module) an nnU-Net folder by name, from plans and dataset options."""
+    made = {}
+    root = tmp_path_factory.mktemp("nnunet")
+
+    def make(name, *, folds=(0,), trainer="nnUNetTrainer", regions=False, channel="CT", **plans_options):
+        if name not in made:
+            made[name] = folders.write_folder(
+                root / "Dataset901_Organs" / f"{trainer}__nnUNetPlans__3d_fullres-{name}",
+                plans_data=folders.plans(**plans_options),
+                dataset_data=folders.dataset(regions=regions, channel=channel),
+                folds=folds,
+                trainer=trainer,
+            )
+        return made[name]
+
+    return make
+
+
+def predictor(folder, *, mirror=True):
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    torch.set_num_threads(2)
+    found = nnUNetPredictor(
+        tile_step_size=0.5, use_mirroring=mirror, perform_everything_on_device=False, device=torch.device("cpu"),
+        allow_tqdm=False,
+    )  # fmt: skip
+    found.initialize_from_trained_model_folder(str(folder), None, "checkpoint_final.pth")
+    return found
+
+
+def nnunet_labels(reference, path, tmp_path):
+    """nnU-Net's labels for a file, written by its own reader/writer and read back."""
+    reference.predict_from_files_sequential([[str(path)]], [str(tmp_path / "nnunet")], False, True, None)
+    return np.asarray(nib.load(tmp_path / "nnunet.nii.gz").dataobj)
+
+
+def nnunet_network(reference, path):
+    """nnU-Net's preprocessed input and probabilities on the network grid."""
+    preprocessor = reference.configuration_manager.preprocessor_class(verbose=False)
+    data, _, _ = preprocessor.run_case(
+        [str(path)], None, reference.plans_manager, reference.configuration_manager, reference.dataset_json
+    )
+    logits = reference.predict_logits_from_preprocessed_data(torch.from_numpy(data))
+    return data, reference.label_manager.apply_inference_nonlin(logits).numpy()
+
+
+def assert_labels_agree(ours, theirs):
+    """At least 99.9 % equal; every voxel that differs lies on a label boundary."""
+    assert ours.shape == theirs.shape
+    differ = ours != theirs
+    assert 1 - differ.mean() >= 0.999, f"{differ.sum()} of {differ.size} voxels differ"
+    footprint = np.ones((3, 3, 3), bool)
+    boundary = np.zeros(ours.shape, bool)
+    for labels in (ours, theirs):
+        boundary |= ndimage.maximum_filter(labels, footprint=footprint) != ndimage.minimum_filter(
+            labels, footprint=footprint
+        )
+    assert not (differ & ~boundary).any(), "a voxel away from every boundary differs"
+
+
+def compare(folder, path, tmp_path, *, mirror=True, probabilities=True, **load_options):
+    """Run both predictors on one file and check the three criteria."""
+    bundle = seamline.load_model(folder, mirror=mirror, **load_options)
+    reference = predictor(folder, mirror=mirror)
+    image = seamline.open(path)
+    data, theirs = nnunet_network(reference, path)
+    prepared = bundle.prepare(image).data.compute()
+    np.testing.assert_allclose(prepared, data, rtol=1e-5, atol=1e-5)
+    if probabilities:
+        scores = bundle.network_scores(image, progress=False).data.compute()
+        ours = reference.label_manager.apply_inference_nonlin(torch.from_numpy(scores)).numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-3)
+    labels = bundle.predict(image, output="labels", progress=False).data.compute()[0]
+    assert_labels_agree(labels, nnunet_labels(reference, path, tmp_path))
+    return bundle, labels
+
+
+def test_ct_labels_and_probabilities_equal_nnunets(folder_factory, tmp_path):
+    folder = folder_factory("ct6", spacing=(6.0, 6.0, 6.0), patch=(16, 32, 32))
+    bundle, labels = compare(folder, data_file(*CT), tmp_path, mirror=False)
+    assert bundle.card.class_names[4] == "liver" and (labels == 4).sum() > 1000
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "volume"),
+    [
+        ("ct-zscore", {"scheme": "ZScoreNormalization", "spacing": (4.5, 4.5, 4.5)}, CT),
+        ("mr-zscore", {"scheme": "ZScoreNormalization", "spacing": (4.0, 3.5, 3.0)}, MR),
+        ("mr-transposed", {"scheme": "ZScoreNormalization", "transpose": (2, 0, 1), "spacing": (3.0, 5.0, 4.0)}, MR),
+        ("mr-rescale", {"scheme": "RescaleTo01Normalization", "spacing": (3.0, 3.0, 3.0)}, MR),
+        ("mr-reoriented", {"scheme": "ZScoreNormalization", "reader": "NibabelIOWithReorient"}, MR),
+        ("ct-anisotropic", {"spacing": (9.5, 2.5, 2.5)}, CT),
+    ],
+)
+def test_network_input_equals_nnunets_preprocessing(folder_factory, name, options, volume):
+    folder = folder_factory(name, **options)
+    path = data_file(*volume)
+    prepared = seamline.load_model(folder).prepare(seamline.open(path)).data.compute()
+    np.testing.assert_allclose(prepared, nnunet_preprocessed(folder, path), rtol=1e-5, atol=1e-5)
+
+
+def nnunet_preprocessed(folder, path):
+    """nnU-Net's DefaultPreprocessor on a file, with the folder's plans."""
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans = PlansManager(json.loads((folder / "plans.json").read_text()))
+    dataset = json.loads((folder / "dataset.json").read_text())
+    data, _, _ = DefaultPreprocessor(verbose=False).run_case(
+        [str(path)], None, plans, plans.get_configuration("3d_fullres"), dataset
+    )
+    return data
+
+
+def test_masked_zscore_fills_holes_as_nnunet(folder_factory, tmp_path):
+    """use_mask_for_norm: statistics over the non-zero mask with its holes filled, and only there."""
+    source = nib.load(data_file(*MR))
+    volume = np.asarray(source.dataobj).astype(np.int16)
+    volume[:, :15] = 0  # a band of zeros at the edge: outside the mask
+    volume[50:60, 40:50, 5:12] = 0  # a hole: inside the mask once filled
+    path = tmp_path / "mr_masked.nii.gz"
+    nib.save(nib.Nifti1Image(volume, source.affine, source.header), path)
+    folder = folder_factory("mr-masked", scheme="ZScoreNormalization", use_mask=True)
+    prepared = seamline.load_model(folder).prepare(seamline.open(path)).data.compute()
+    np.testing.assert_allclose(prepared, nnunet_preprocessed(folder, path), rtol=1e-5, atol=1e-5)
+    assert prepared.shape[2] == volume.shape[1] - 15  # cropped to the non-zero box
+
+
+def test_imported_bundle_predicts_as_the_folder(folder_factory, tmp_path):
+    folder = folder_factory("ct6-2folds", spacing=(6.0, 6.0, 6.0), patch=(16, 32, 32), folds=(0, 1))
+    bundle = seamline.load_model(folder, mirror=False)
+    assert len(bundle.module.folds) == 2
+    saved = seamline.save_model(bundle.module, tmp_path / "imported", bundle.card)
+    again = seamline.load_model(saved)
+    assert type(again) is type(bundle) and again.card.to_dict() == bundle.card.to_dict()
+    image = seamline.open(data_file(*CT))
+    for output in ("labels", "probabilities"):
+        expected = bundle.predict(image, output=output, progress=False)
+        got = again.predict(image, output=output, progress=False)
+        np.testing.assert_array_equal(got.data.compute(), expected.data.compute())
+        assert got.meta["class_names"] == expected.meta["class_names"]
+
+
+def test_predict_command_writes_organ_names(folder_factory, tmp_path):
+    from seamline.cli import get_cli
+
+    folder = folder_factory(
+        "ct6-nomirror", spacing=(6.0, 6.0, 6.0), patch=(16, 32, 32), trainer="nnUNetTrainerNoMirroring"
+    )
+    path = data_file(*CT)
+    out, stats, meshes = tmp_path / "organs.nii.gz", tmp_path / "organs.csv", tmp_path / "meshes"
+    args = ["predict", str(path), str(out), "--model", str(folder), "--stats", str(stats), "--meshes", str(meshes)]
+    result = CliRunner().invoke(get_cli(), [*args, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    written, source = nib.load(out), nib.load(path)
+    np.testing.assert_array_equal(written.affine, source.affine)
+    assert written.shape == source.shape
+    names = set(np.genfromtxt(stats, delimiter=",", names=True, dtype=None, encoding=None)["name"])
+    assert {"liver", "spleen"} <= names
+    assert any(p.name == "004_liver.stl" for p in meshes.iterdir())
+
+
+def test_plugins_lists_the_model_format():
+    from seamline.cli import get_cli
+
+    result = CliRunner().invoke(get_cli(), ["plugins", "--all"])
+    assert result.exit_code == 0 and "model_formats: nnunet" in result.output
+
+
+def _broken(folder_factory, tmp_path, name, change):
+    """A copy of a good folder with one thing changed by *change(folder)*."""
+    import shutil
+
+    good = folder_factory("ct6", spacing=(6.0, 6.0, 6.0), patch=(16, 32, 32))
+    copy = tmp_path / name
+    shutil.copytree(good, copy)
+    change(copy)
+    return copy
+
+
+def _edit_json(name, edit):
+    def change(folder):
+        data = json.loads((folder / name).read_text())
+        edit(data)
+        (folder / name).write_text(json.dumps(data))
+
+    return change
+
+
+def _rewrite_checkpoint(edit):
+    def change(folder):
+        path = folder / "fold_0" / "checkpoint_final.pth"
+        checkpoint = torch.load(path, weights_only=False)
+        edit(checkpoint)
+        torch.save(checkpoint, path)
+
+    return change
+
+
+class Opaque:
+    """A class a weights-only unpickler must not build."""
+
+
+BROKEN = {
+    "missing fold": (lambda f: None, {"folds": [3]}, "fold_3"),
+    "unknown trainer": (_rewrite_checkpoint(lambda c: c.update(trainer_name="MyTrainer")), {}, "trainer_name"),
+    "unknown network": (
+        _edit_json(
+            "plans.json",
+            lambda p: p["configurations"]["3d_fullres"]["architecture"].update(network_class_name="my.Net"),
+        ),
+        {},
+        "network_class_name",
+    ),
+    "layer not allowed": (
+        _edit_json(
+            "plans.json",
+            lambda p: p["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"].update(nonlin="os.system"),
+        ),
+        {},
+        "nonlin",
+    ),
+    "cascade": (
+        _edit_json("plans.json", lambda p: p["configurations"]["3d_fullres"].update(previous_stage="3d_lowres")),
+        {},
+        "previous_stage",
+    ),
+    "normalization": (
+        _edit_json("plans.json", lambda p: p["configurations"]["3d_fullres"].update(normalization_schemes=["Mine"])),
+        {},
+        "normalization_schemes",
+    ),
+    "resampling": (
+        _edit_json(
+            "plans.json", lambda p: p["configurations"]["3d_fullres"].update(resampling_fn_data="resample_torch_simple")
+        ),
+        {},
+        "resampling_fn_data",
+    ),
+    "reader": (_edit_json("plans.json", lambda p: p.update(image_reader_writer="Tiff3DIO")), {}, "image_reader_writer"),
+    "not a checkpoint": (lambda f: (f / "fold_0" / "checkpoint_final.pth").write_bytes(b"junk"), {}, "readable"),
+    "needs unpickling": (_rewrite_checkpoint(lambda c: c.update(extra=Opaque())), {}, "full unpickling"),
+    "weights do not fit": (
+        _rewrite_checkpoint(lambda c: c["network_weights"].pop("decoder.seg_layers.1.bias")),
+        {},
+        "network_weights",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_bad_folder_is_one_line_naming_file_and_field(folder_factory, tmp_path, case):
+    change, options, field = BROKEN[case]
+    folder = _broken(folder_factory, tmp_path, case.replace(" ", "-"), change)
+    with pytest.raises(ModelError) as raised:
+        seamline.load_model(folder, **options)
+    message = str(raised.value)
+    assert "\n" not in message and field in message and str(folder) in message
+
+
+def test_the_command_line_exits_2_on_a_bad_folder(folder_factory, tmp_path):
+    from seamline.cli import get_cli
+
+    folder = _broken(folder_factory, tmp_path, "cli", _rewrite_checkpoint(lambda c: c.update(trainer_name="Mine")))
+    args = ["predict", str(data_file(*CT)), str(tmp_path / "out.nii.gz"), "--model", str(folder)]
+    result = CliRunner().invoke(get_cli(), args)
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "trainer_name" in result.output
+
+
+def test_a_pickle_with_code_is_never_run(folder_factory, tmp_path):
+    ran = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(ran), "w"))
+
+    folder = _broken(folder_factory, tmp_path, "payload", _rewrite_checkpoint(lambda c: c.update(payload=Payload())))
+    with pytest.raises(ModelError):
+        seamline.load_model(folder)
+    assert not ran.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "options", "volume", "load"),
+    [
+        ("ct3-mirror", {}, CT, {}),
+        ("ct3-2folds", {"folds": (0, 1)}, CT, {"mirror": False}),
+        ("ct-iso-2.5", {"spacing": (2.5, 2.5, 2.5), "patch": (48, 64, 64)}, CT_LONG, {"mirror": False}),
+        ("ct-anisotropic", {"spacing": (9.5, 2.5, 2.5)}, CT_LONG, {"mirror": False}),
+        ("ct-regions", {"regions": True}, CT, {"mirror": False}),
+        ("mr-zscore", {"scheme": "ZScoreNormalization", "channel": "MR"}, MR, {}),
+        ("mr-transposed", {"scheme": "ZScoreNormalization", "transpose": (2, 0, 1)}, MR, {"mirror": False}),
+        ("mr-reoriented", {"scheme": "ZScoreNormalization", "reader": "NibabelIOWithReorient"}, MR, {"mirror": False}),
+    ],
+)
+def test_labels_and_probabilities_equal_nnunets(folder_factory, tmp_path, name, options, volume, load):
+    folder = folder_factory(name, **options)
+    compare(folder, data_file(*volume), tmp_path, **load)
