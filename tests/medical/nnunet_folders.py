@@ -62,8 +62,8 @@ def ct_properties() -> dict[str, float]:
 
 def plans(
     *,
-    spacing: Sequence[float] = (3.0, 3.0, 3.0),
-    patch: Sequence[int] = (32, 64, 64),
+    spacing: Sequence[float] = (6.0, 6.0, 6.0),
+    patch: Sequence[int] = (16, 32, 32),
     transpose: Sequence[int] = (0, 1, 2),
     scheme: str = "CTNormalization",
     use_mask: bool = False,
@@ -226,7 +226,7 @@ def _loss(logits: Any, labels: Any) -> Any:
     return torch.nn.functional.cross_entropy(logits, labels) + 1 - dice[1:][present].mean()
 
 
-def train(root: Path, *, iterations: int = 1200, seed: int = 0) -> None:
+def train(root: Path, *, iterations: int = 800, seed: int = 0) -> None:
     """Train the network on the shared volumes at 6 mm and write :data:`WEIGHTS`."""
     import torch
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -235,6 +235,7 @@ def train(root: Path, *, iterations: int = 1200, seed: int = 0) -> None:
     from scipy import ndimage
 
     torch.manual_seed(seed)
+    torch.set_num_threads(1)  # small 3D convolutions: more threads mostly wait for each other
     rng = np.random.default_rng(seed)
     volumes = _volumes(root)
     ct = np.concatenate([x[y > 0] for x, y, kind in volumes if kind == "ct"]).astype(np.float64)

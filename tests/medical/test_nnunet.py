@@ -18,10 +18,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 
 import seamline
 from seamline.errors import ModelError
+from seamline_medical.nnunet import resample
 from tests.conftest import data_file
 from tests.medical import nnunet_folders as folders
 
@@ -112,8 +115,50 @@ def compare(folder, path, tmp_path, *, mirror=True, probabilities=True, **load_o
     return bundle, labels
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.5, 0.8, 1.0, 1.5, 2.5, 3.0, 5.0]), min_size=3, max_size=3),
+    st.lists(st.sampled_from([0.7, 1.0, 1.5, 3.0, 4.0]), min_size=3, max_size=3),
+    st.sampled_from([None, True, False]),
+)
+def test_separate_axis_is_nnunets_rule(spacing, target, force):
+    from nnunetv2.preprocessing.resampling.default_resampling import determine_do_sep_z_and_axis
+
+    separate, axis = determine_do_sep_z_and_axis(force, spacing, target)
+    assert resample.separate_axis(spacing, target, force) == (axis if separate else None)
+
+
+@pytest.mark.parametrize(
+    ("spacing", "target", "order", "order_z", "force"),
+    [
+        ((3.0, 1.0, 1.0), (1.0, 1.0, 1.0), 3, 0, None),  # anisotropic input: slices in plane, nearest along z
+        ((1.0, 1.0, 1.0), (1.5, 1.5, 1.5), 3, 0, None),
+        ((1.0, 1.0, 1.0), (0.7, 0.8, 1.3), 3, 0, None),
+        ((3.0, 1.0, 1.0), (1.0, 1.5, 1.5), 1, 0, None),  # the export's order 1
+        ((3.0, 1.0, 1.0), (1.5, 0.8, 0.8), 3, 1, None),  # linear between slices
+        ((1.0, 1.0, 4.0), (1.0, 1.0, 1.0), 3, 0, None),  # the last axis coarse
+        ((2.0, 1.0, 1.0), (1.0, 1.0, 1.0), 3, 0, True),
+        ((4.0, 1.0, 1.0), (2.0, 1.0, 1.0), 1, 0, None),  # every nearest slice a tie
+    ],
+)
+def test_resampling_is_nnunets_block_by_block(spacing, target, order, order_z, force):
+    import dask.array as da
+    from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape, resample_data_or_seg_to_shape
+
+    rng = np.random.default_rng(0)
+    data = ndimage.gaussian_filter(rng.normal(size=(2, 24, 30, 36)), (0, 1, 2, 2)).astype(np.float32)
+    shape = resample.new_shape(data.shape[1:], spacing, target)
+    assert list(shape) == list(compute_new_shape(data.shape[1:], spacing, target))
+    expected = resample_data_or_seg_to_shape(data, shape, spacing, target, False, order, order_z, force)
+    chunked = da.from_array(data, chunks=(1, 5, 30, 13))
+    got = resample.resample_to_shape(
+        chunked, shape, spacing, target, order=order, order_z=order_z, force_separate_z=force
+    )
+    np.testing.assert_allclose(got.compute(), expected, rtol=0, atol=1e-6)
+
+
 def test_ct_labels_and_probabilities_equal_nnunets(folder_factory, tmp_path):
-    folder = folder_factory("ct6", spacing=(6.0, 6.0, 6.0), patch=(16, 32, 32))
+    folder = folder_factory("ct")
     bundle, labels = compare(folder, data_file(*CT), tmp_path, mirror=False)
     assert bundle.card.class_names[4] == "liver" and (labels == 4).sum() > 1000
 
@@ -122,11 +167,12 @@ def test_ct_labels_and_probabilities_equal_nnunets(folder_factory, tmp_path):
     ("name", "options", "volume"),
     [
         ("ct-zscore", {"scheme": "ZScoreNormalization", "spacing": (4.5, 4.5, 4.5)}, CT),
-        ("mr-zscore", {"scheme": "ZScoreNormalization", "spacing": (4.0, 3.5, 3.0)}, MR),
+        ("mr-zscore", {"scheme": "ZScoreNormalization", "spacing": (4.0, 3.5, 2.5)}, MR),
         ("mr-transposed", {"scheme": "ZScoreNormalization", "transpose": (2, 0, 1), "spacing": (3.0, 5.0, 4.0)}, MR),
         ("mr-rescale", {"scheme": "RescaleTo01Normalization", "spacing": (3.0, 3.0, 3.0)}, MR),
         ("mr-reoriented", {"scheme": "ZScoreNormalization", "reader": "NibabelIOWithReorient"}, MR),
-        ("ct-anisotropic", {"spacing": (9.5, 2.5, 2.5)}, CT),
+        ("ct-anisotropic", {"spacing": (10.0, 2.5, 2.5)}, CT),
+        ("ct-anisotropic-linear-z", {"spacing": (10.0, 2.5, 2.5), "resampling": {"order_z": 1}}, CT),
     ],
 )
 def test_network_input_equals_nnunets_preprocessing(folder_factory, name, options, volume):
@@ -157,14 +203,14 @@ def test_masked_zscore_fills_holes_as_nnunet(folder_factory, tmp_path):
     volume[50:60, 40:50, 5:12] = 0  # a hole: inside the mask once filled
     path = tmp_path / "mr_masked.nii.gz"
     nib.save(nib.Nifti1Image(volume, source.affine, source.header), path)
-    folder = folder_factory("mr-masked", scheme="ZScoreNormalization", use_mask=True)
+    folder = folder_factory("mr-masked", scheme="ZScoreNormalization", use_mask=True, spacing=(3.0, 3.0, 3.0))
     prepared = seamline.load_model(folder).prepare(seamline.open(path)).data.compute()
     np.testing.assert_allclose(prepared, nnunet_preprocessed(folder, path), rtol=1e-5, atol=1e-5)
     assert prepared.shape[2] == volume.shape[1] - 15  # cropped to the non-zero box
 
 
 def test_imported_bundle_predicts_as_the_folder(folder_factory, tmp_path):
-    folder = folder_factory("ct6-2folds", spacing=(6.0, 6.0, 6.0), patch=(16, 32, 32), folds=(0, 1))
+    folder = folder_factory("ct-2folds", folds=(0, 1))
     bundle = seamline.load_model(folder, mirror=False)
     assert len(bundle.module.folds) == 2
     saved = seamline.save_model(bundle.module, tmp_path / "imported", bundle.card)
@@ -181,9 +227,7 @@ def test_imported_bundle_predicts_as_the_folder(folder_factory, tmp_path):
 def test_predict_command_writes_organ_names(folder_factory, tmp_path):
     from seamline.cli import get_cli
 
-    folder = folder_factory(
-        "ct6-nomirror", spacing=(6.0, 6.0, 6.0), patch=(16, 32, 32), trainer="nnUNetTrainerNoMirroring"
-    )
+    folder = folder_factory("ct-nomirror", trainer="nnUNetTrainerNoMirroring")
     path = data_file(*CT)
     out, stats, meshes = tmp_path / "organs.nii.gz", tmp_path / "organs.csv", tmp_path / "meshes"
     args = ["predict", str(path), str(out), "--model", str(folder), "--stats", str(stats), "--meshes", str(meshes)]
@@ -208,7 +252,7 @@ def _broken(folder_factory, tmp_path, name, change):
     """A copy of a good folder with one thing changed by *change(folder)*."""
     import shutil
 
-    good = folder_factory("ct6", spacing=(6.0, 6.0, 6.0), patch=(16, 32, 32))
+    good = folder_factory("ct")
     copy = tmp_path / name
     shutil.copytree(good, copy)
     change(copy)
@@ -322,13 +366,13 @@ def test_a_pickle_with_code_is_never_run(folder_factory, tmp_path):
 @pytest.mark.parametrize(
     ("name", "options", "volume", "load"),
     [
-        ("ct3-mirror", {}, CT, {}),
-        ("ct3-2folds", {"folds": (0, 1)}, CT, {"mirror": False}),
-        ("ct-iso-2.5", {"spacing": (2.5, 2.5, 2.5), "patch": (48, 64, 64)}, CT_LONG, {"mirror": False}),
-        ("ct-anisotropic", {"spacing": (9.5, 2.5, 2.5)}, CT_LONG, {"mirror": False}),
+        ("ct", {}, CT, {}),
+        ("ct-2folds", {"folds": (0, 1)}, CT, {"mirror": False}),
+        ("ct-long-5mm", {"spacing": (5.0, 5.0, 5.0)}, CT_LONG, {"mirror": False}),
+        ("ct-long-anisotropic", {"spacing": (16.0, 5.0, 5.0)}, CT_LONG, {"mirror": False}),
         ("ct-regions", {"regions": True}, CT, {"mirror": False}),
-        ("mr-zscore", {"scheme": "ZScoreNormalization", "channel": "MR"}, MR, {}),
-        ("mr-transposed", {"scheme": "ZScoreNormalization", "transpose": (2, 0, 1)}, MR, {"mirror": False}),
+        ("mr", {"scheme": "ZScoreNormalization", "channel": "MR"}, MR, {}),
+        ("mr-transposed-6mm", {"scheme": "ZScoreNormalization", "transpose": (2, 0, 1)}, MR, {"mirror": False}),
         ("mr-reoriented", {"scheme": "ZScoreNormalization", "reader": "NibabelIOWithReorient"}, MR, {"mirror": False}),
     ],
 )

@@ -97,7 +97,8 @@ def _safe_globals() -> list[Any]:
     """The plain types nnU-Net checkpoints pickle besides tensors: NumPy scalars and their dtypes."""
     import numpy as np
 
-    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    core = np._core if hasattr(np, "_core") else np.core
+    scalar = getattr(core, "multiarray").scalar  # noqa: B009 (NumPy 1 and 2 name the module differently)
     dtypes = [type(np.dtype(code)) for code in ("b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8")]
     return [(scalar, "numpy.core.multiarray.scalar"), scalar, np.dtype, *dtypes]
 

@@ -192,12 +192,11 @@ class NNUNetBundle(Bundle):
         heads = logits.shape[0]
         if output == "labels":
             dtype = label_dtype(len(self.card.classes))
-            data = logits.map_blocks(
-                _labels, self.pipeline["regions_class_order"], dtype, dtype=dtype, chunks=((1,), *logits.chunks[1:])
-            )
+            order = self.pipeline["regions_class_order"]
+            data = da.map_blocks(_labels, logits, order, dtype, dtype=dtype, chunks=((1,), *logits.chunks[1:]))
             fill = [0.0]
         elif output == "probabilities":
-            data = logits.map_blocks(_probabilities, self._regions, dtype=np.float32)
+            data = da.map_blocks(_probabilities, logits, self._regions, dtype=np.float32)
             fill = [0.0 if self._regions or c else 1.0 for c in range(heads)]
         else:
             data = logits
@@ -206,7 +205,7 @@ class NNUNetBundle(Bundle):
         data = data.transpose((0, *(int(a) + 1 for a in np.argsort(grid.axes))))
         result = grid.source.replace(data=data)
         if grid.reoriented:
-            result = reorient(result, orientations.aff2axcodes(image.affine))
+            result = reorient(result, axcodes=orientations.aff2axcodes(image.affine))
         meta = {k: v for k, v in image.meta.items() if k not in ("band_names", "nodata", "mask")}
         meta.update({k: image.meta[k] for k in GEOMETRY_KEYS if k in image.meta})
         meta.update(class_names=self.card.class_names, colors=self.card.colors)

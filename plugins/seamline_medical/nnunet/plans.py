@@ -214,13 +214,13 @@ def _labels(
 
 
 def _check_axes(plans: Mapping[str, Any], source: Path) -> list[int]:
-    forward, backward = plans.get("transpose_forward"), plans.get("transpose_backward")
-    if sorted(forward or []) != [0, 1, 2] or list(np.argsort(forward)) != backward:
+    forward, backward = list(plans.get("transpose_forward") or []), plans.get("transpose_backward")
+    if sorted(forward) != [0, 1, 2] or list(np.argsort(forward)) != backward:
         raise ModelError(
             f"transpose_forward {forward} and transpose_backward {backward} are not a permutation and its inverse",
             source,
         )
-    return list(forward)
+    return forward
 
 
 def _architecture(config: Mapping[str, Any], where: str, source: Path) -> dict[str, Any]:

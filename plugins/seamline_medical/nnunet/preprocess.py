@@ -159,7 +159,7 @@ def _network_affine(grid: Grid, shape: Sequence[int]) -> np.ndarray:
         scale = (high - low) / size
         mapping[axis, d] = scale
         mapping[axis, 3] = low + 0.5 * scale - 0.5
-    return grid.source.affine @ mapping
+    return np.asarray(grid.source.affine) @ mapping
 
 
 def to_network_grid(image: Image, pipeline: Mapping[str, Any]) -> tuple[Image, Grid]:
@@ -180,13 +180,14 @@ def to_network_grid(image: Image, pipeline: Mapping[str, Any]) -> tuple[Image, G
     grid : Grid
         What :mod:`.pipeline` needs to bring outputs back.
     """
-    source = reorient(image, "RAS") if pipeline["reorient"] else image
+    source = reorient(image, axcodes="RAS") if pipeline["reorient"] else image
     zooms = _zooms(image, source)
     axes = tuple(2 - t for t in pipeline["transpose_forward"])
     spacing = tuple(zooms[a] for a in axes)
     data = source.data.transpose((0, *(a + 1 for a in axes)))
     box = _nonzero_box(data)
-    crop = data[(slice(None), *(slice(lo, hi) for lo, hi in box))]
+    window = (slice(None), *(slice(lo, hi) for lo, hi in box))
+    crop = data[window]
     target = tuple(pipeline["spacing"])
     grid = Grid(source, source is not image, axes, box, spacing, target)
     normalized = _normalize(crop, pipeline["normalization"])

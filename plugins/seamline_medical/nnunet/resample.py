@@ -20,6 +20,7 @@ same way.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -215,7 +216,7 @@ def resample_to_shape(
             first = np.floor(coordinates).astype(int)
             columns = np.clip(np.stack([first, first + 1], axis=1), 0, extent[axis] - 1)
             fractions = coordinates - first
-    tasks = {}
+    tasks: dict[Any, Any] = {}
     for index in np.ndindex(*(len(c) for c in chunks)):
         lo = np.array([starts[a][i] for a, i in enumerate(index)])
         size = tuple(int(chunks[a][i]) for a, i in enumerate(index))
@@ -225,6 +226,7 @@ def resample_to_shape(
         low = np.clip(first - margin - 1, 0, extent - 1)
         high = np.clip(last + margin + 3, low + 1, extent)
         offset = (lo + 0.5) * scale - 0.5 - low
+        task: tuple[Any, ...]
         if axis is None:
             task = (_block, _region(source, low, high), scale, offset, size, order, bounds)
         else:
@@ -244,6 +246,7 @@ def resample_to_shape(
                 order,
                 slices,
             )
-        tasks[(name, 0, *index)] = task
+        key = (name, 0, *index)
+        tasks[key] = task
     graph = HighLevelGraph.from_collections(name, tasks, dependencies=[source])
     return da.Array(graph, name, chunks=((data.shape[0],), *chunks), dtype=np.float32)
