@@ -89,7 +89,9 @@ class PredictCommand(click.Command):
     "--overlap", type=click.FloatRange(0, 1, max_open=True), help="Tile overlap as a fraction (default: the bundle's)."
 )
 @click.option(
-    "--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True, help="Tiles per model call."
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help=f"Tiles per model call (default: the model's; {BATCH_SIZE} for a seamline bundle).",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ...")
 @click.option(
@@ -125,7 +127,7 @@ def command(
     model_options: tuple[str, ...],
     tile_size: int | None,
     overlap: float | None,
-    batch_size: int,
+    batch_size: int | None,
     device: str,
     bands: str | None,
     names: str | None,
@@ -172,12 +174,11 @@ def command(
     bundle = load_model(model_path, **model_settings)
     if bundle.card.bands:
         image = match_bands(image, bundle.card.bands)
-    settings = {"tile_size": tile_size, "overlap": overlap}
+    settings = {"tile_size": tile_size, "overlap": overlap, "batch_size": batch_size}
     with about(input_path):
         result = bundle.predict(
             image,
             output="probabilities" if probabilities else "labels",
-            batch_size=batch_size,
             device=device,
             progress=progress,
             **{k: v for k, v in settings.items() if v is not None},

@@ -115,7 +115,9 @@ class NNUNetBundle(Bundle):
         options.setdefault("tile_size", self.card.tile_size)
         options.setdefault("overlap", 1 - self.pipeline["tile_step_size"])
         options.setdefault("blend", "nnunet")
-        return {**options, "placement": "nnunet"}
+        options.setdefault("placement", "nnunet")
+        options.setdefault("batch_size", 1)  # as nnU-Net: its patches are large
+        return options
 
     def network_scores(self, image: Image | Any, **options: Any) -> Image:
         """The blended logits on the network's grid, before nnU-Net's export (lazy).
@@ -145,7 +147,8 @@ class NNUNetBundle(Bundle):
         **options
             ``output`` (``"scores"``, ``"probabilities"`` or ``"labels"``) and the engine's
             options; ``tile_size`` and ``overlap`` default to the patch size and nnU-Net's
-            tile step of 0.5, ``blend`` to nnU-Net's importance map.
+            tile step of 0.5, ``blend`` to nnU-Net's importance map, ``batch_size`` to 1
+            (nnU-Net's patches are large).
 
         Returns
         -------
