@@ -241,11 +241,51 @@ def test_imported_bundle_predicts_as_the_folder(folder_factory, tmp_path):
     again = seamline.load_model(saved)
     assert type(again) is type(bundle) and again.card.to_dict() == bundle.card.to_dict()
     image = seamline.open(data_file(*CT))
+    found = {}
     for output in ("labels", "probabilities"):
         expected = bundle.predict(image, output=output, progress=False)
-        got = again.predict(image, output=output, progress=False)
-        np.testing.assert_array_equal(got.data.compute(), expected.data.compute())
-        assert got.meta["class_names"] == expected.meta["class_names"]
+        found[output] = again.predict(image, output=output, progress=False).data.compute()
+        np.testing.assert_array_equal(found[output], expected.data.compute())
+        assert again.predict(image, output=output).meta["class_names"] == expected.meta["class_names"]
+    through_engine = seamline.predict(image, again, output="labels", progress=False)  # the bundle's own defaults
+    np.testing.assert_array_equal(through_engine.data.compute(), found["labels"])
+
+
+def test_reorient_option_feeds_the_network_as_nibabel_reorienting_reader(folder_factory):
+    image = seamline.open(data_file(*MR))  # LPS
+    plain = folder_factory("mr-zscore-6mm", scheme="ZScoreNormalization")
+    reader = folder_factory("mr-reoriented", scheme="ZScoreNormalization", reader="NibabelIOWithReorient")
+    expected = seamline.load_model(reader).prepare(image).data.compute()
+    np.testing.assert_array_equal(seamline.load_model(plain, reorient=True).prepare(image).data.compute(), expected)
+    assert not np.array_equal(seamline.load_model(plain).prepare(image).data.compute(), expected)  # LPS: flipped
+
+
+def test_plans_from_before_the_architecture_entry_build_nnunets_network(tmp_path):
+    import copy
+
+    from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
+
+    plans = folders.plans()
+    config = plans["configurations"]["3d_fullres"]
+    del config["architecture"]
+    config.update(
+        UNet_class_name="PlainConvUNet",
+        UNet_base_num_features=8,
+        unet_max_num_features=32,
+        n_conv_per_stage_encoder=[2, 2, 2],
+        n_conv_per_stage_decoder=[2, 2],
+        num_pool_per_axis=[2, 2, 2],
+        pool_op_kernel_sizes=[[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+        conv_kernel_sizes=[[3, 3, 3]] * 3,
+    )
+    folder = folders.write_folder(
+        tmp_path / "Dataset901_Organs" / "nnUNetTrainer__nnUNetPlans__3d_fullres", plans_data=plans,
+        dataset_data=folders.dataset(),
+    )  # fmt: skip
+    bundle = seamline.load_model(folder)
+    converted = ConfigurationManager(copy.deepcopy(config)).configuration["architecture"]
+    assert bundle.card.kwargs["arch_kwargs"] == converted["arch_kwargs"]
+    assert bundle.card.kwargs["network"] == converted["network_class_name"]
 
 
 def test_predict_command_writes_organ_names(folder_factory, tmp_path):
