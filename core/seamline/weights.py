@@ -5,8 +5,8 @@ A trained network arrives as a state dict in many wrappings: a safetensors file;
 (Lightning's ``"state_dict"``, ``"model"``, ``"network"``, ...); a TorchScript archive.
 :func:`read_checkpoint` reads each without running code: safetensors as tensors;
 pickles only through ``torch.load(..., weights_only=True)``, whose unpickler builds
-tensors and plain containers and nothing else (a file that needs more is refused, and
-the message says so); TorchScript through :mod:`seamline.torchscript`.
+tensors, plain containers and NumPy scalars and nothing else (a file that needs more is
+refused, and the message says so); TorchScript through :mod:`seamline.torchscript`.
 
 :func:`fit_weights` then finds the state dict inside whatever was read. Every tensor is
 named by its path (``"state_dict.model.encoder.conv1.weight"``), and the prefix whose
@@ -29,6 +29,7 @@ import collections
 import os
 import pickle
 import re
+import struct
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -57,15 +58,30 @@ _REFUSED = (
 )
 
 
+def _plain_globals() -> list[Any]:
+    """What checkpoints pickle besides tensors and containers that is data too: NumPy scalars and dtypes.
+
+    A training log's numbers are NumPy scalars (nnU-Net's ``_best_ema`` and ``logging``,
+    Lightning callbacks' states); rebuilding one takes its dtype and its bytes, and runs
+    nothing. The name NumPy 1 pickled the scalar constructor under is mapped too.
+    """
+    import numpy as np
+
+    scalar = (np._core if hasattr(np, "_core") else np.core).multiarray.scalar
+    numeric = "?bhilqBHILQefdgFDG"
+    return [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype, *{type(np.dtype(c)) for c in numeric}]
+
+
 def _torch_load(path: Path) -> Any:
     """``torch.load`` with the weights-only unpickler, memory-mapped when the file allows it."""
     mmap = zipfile.is_zipfile(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with torch.serialization.safe_globals(_plain_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         raise ModelError(_REFUSED.format(what=found.group(1) if found else "objects other than tensors"), path) from exc
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+    except (RuntimeError, EOFError, ValueError, OSError, struct.error) as exc:  # struct: bytes that are no pickle
         raise ModelError(f"not a checkpoint torch can read: {str(exc).splitlines()[0]}", path) from exc
 
 

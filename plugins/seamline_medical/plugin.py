@@ -126,10 +126,6 @@ def seamline_model_formats(register: Any) -> None:
             description="MONAI bundle folders (configs/inference.json or .yaml, models/model.pt or .ts)",
         )
     )
-
-
-@hookimpl
-def seamline_model_formats(register: Any) -> None:
     register(
         ModelFormat(
             name="nnunet",

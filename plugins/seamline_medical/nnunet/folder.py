@@ -10,10 +10,10 @@ TotalSegmentator downloads)::
 
 :func:`can_load` accepts the model folder or a dataset folder holding model folders
 (pick one with ``configuration``, and ``trainer`` or ``plans`` when several match).
-:func:`load` reads both JSON files and every fold's checkpoint, a pickle, with
-``torch.load(weights_only=True)`` only: the unpickler may build tensors, containers and
-the NumPy scalars and dtypes nnU-Net's training log holds (:data:`SAFE_GLOBALS`), and a
-checkpoint that needs anything else is refused with a message saying so. The network is
+:func:`load` reads both JSON files and every fold's checkpoint, a pickle, as
+:func:`seamline.weights.read_checkpoint` reads any: with ``torch.load(weights_only=True)``,
+whose unpickler builds tensors, containers and the NumPy scalars nnU-Net's training log
+holds; a checkpoint that needs anything else is refused with a message saying so. The network is
 built by :mod:`.network`, the pipeline described by :mod:`.plans`.
 """
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 
 from seamline.errors import ModelError
 
-__all__ = ["can_load", "load", "model_folder", "read_checkpoint", "SAFE_GLOBALS"]
+__all__ = ["can_load", "load", "model_folder", "read_checkpoint"]
 
 _FOLD = re.compile(r"fold_(\d+|all)$")
 
@@ -93,22 +92,8 @@ def model_folder(
     return found[0]
 
 
-def _safe_globals() -> list[Any]:
-    """The plain types nnU-Net checkpoints pickle besides tensors: NumPy scalars and their dtypes."""
-    import numpy as np
-
-    core = np._core if hasattr(np, "_core") else np.core
-    scalar = getattr(core, "multiarray").scalar  # noqa: B009 (NumPy 1 and 2 name the module differently)
-    dtypes = [type(np.dtype(code)) for code in ("b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8")]
-    return [(scalar, "numpy.core.multiarray.scalar"), scalar, np.dtype, *dtypes]
-
-
-#: What the weights-only unpickler may build besides tensors and containers (a function, for a lazy torch import).
-SAFE_GLOBALS = _safe_globals
-
-
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """Read an nnU-Net checkpoint with ``torch.load(weights_only=True)``.
+    """Read an nnU-Net checkpoint as data (:func:`seamline.weights.read_checkpoint`).
 
     Parameters
     ----------
@@ -126,21 +111,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         If the file is missing, is not a torch checkpoint, needs full unpickling (the
         message names what it holds), or lacks those keys.
     """
-    import torch
+    from seamline.weights import read_checkpoint as read_weights
 
-    if not path.is_file():
-        raise ModelError("is missing", path)
-    try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS()):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        needs = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        what = f" (it holds {needs.group(1)})" if needs else ""
-        raise ModelError(
-            f"needs full unpickling{what}; seamline reads checkpoints with torch.load(weights_only=True) only", path
-        ) from exc
-    except Exception as exc:  # torch raises several types for files that are not checkpoints
-        raise ModelError(f"is not a readable PyTorch checkpoint: {str(exc).splitlines()[0]}", path) from exc
+    checkpoint = read_weights(path)
     if not isinstance(checkpoint, dict) or not {"network_weights", "trainer_name"} <= set(checkpoint):
         raise ModelError("is not an nnU-Net checkpoint: it lacks network_weights or trainer_name", path)
     return checkpoint
@@ -216,6 +189,8 @@ def load(
         network class, or a plans feature seamline does not reproduce; one line naming
         the file and the field.
     """
+    from seamline.weights import fit_weights
+
     from .network import build_network, check_trainer
     from .pipeline import from_card
     from .plans import model_card
@@ -224,7 +199,7 @@ def load(
     chosen = _folds(folder, folds, checkpoint)
     plans_data, dataset = _read_json(folder / "plans.json"), _read_json(folder / "dataset.json")
     files = [folder / f"fold_{fold}" / checkpoint for fold in chosen]
-    states, first = [], None
+    checkpoints, first = [], None
     for file in files:
         data = read_checkpoint(file)
         if first is None:
@@ -232,7 +207,7 @@ def load(
             check_trainer(data["trainer_name"], file)
         elif data["trainer_name"] != first["trainer_name"]:
             raise ModelError(f"trainer_name {data['trainer_name']!r} differs from fold {chosen[0]}'s", file)
-        states.append(data["network_weights"])
+        checkpoints.append({"network_weights": data["network_weights"]})
     assert first is not None
     trained = (first.get("init_args") or {}).get("configuration") or folder.name.rsplit("__", 1)[-1]
     if configuration is not None and configuration != trained:
@@ -261,11 +236,6 @@ def load(
         module = build_network(card.in_channels, len(card.classes), **card.kwargs)
     except ModelError as exc:
         raise ModelError(exc.message, folder / "plans.json") from exc
-    for network, state, file in zip(module.folds, states, files, strict=True):
-        try:
-            network.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ModelError(
-                f"network_weights do not fit the plans' network: {str(exc).splitlines()[0]}", file
-            ) from exc
+    for network, weights, file in zip(module.folds, checkpoints, files, strict=True):
+        fit_weights(network, weights, source=file, architecture=card.kwargs["network"].rsplit(".", 1)[-1])
     return from_card(module, card)

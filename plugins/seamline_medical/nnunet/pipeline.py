@@ -10,11 +10,11 @@ with the same numbers, all from the card's ``pipeline`` (so a bundle written by
 2. the engine, with nnU-Net's tile placement and importance map
    (``placement="nnunet"``, ``blend="nnunet"``, tile step 0.5 of the patch), the module
    averaging mirrorings and folds;
-3. :meth:`NNUNetBundle.restore`: the logits resampled back onto the crop (linear by
-   default, the anisotropic rule as for the data), turned into labels (argmax, or the
-   regions painted in ``regions_class_order``) or probabilities (softmax, or sigmoid per
-   region), pasted into the uncropped volume (background outside the box), and the axes
-   put back as the input had them.
+3. the way back (the ``restore`` of :meth:`NNUNetBundle.model_input`): the logits
+   resampled back onto the crop (linear by default, the anisotropic rule as for the
+   data), turned into labels (argmax, or the regions painted in ``regions_class_order``)
+   or probabilities (softmax, or sigmoid per region), pasted into the uncropped volume
+   (background outside the box), and the axes put back as the input had them.
 
 Everything after the few reductions of step 1 is lazy and block by block: no step holds
 a (classes x volume) array, the one that makes nnU-Net itself run out of memory on large
@@ -25,6 +25,8 @@ boundaries between labels.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import dask.array as da
@@ -86,30 +88,36 @@ class NNUNetBundle(Bundle):
         self.pipeline: dict[str, Any] = dict(card.pipeline or {})
         self._regions = self.pipeline["regions"] is not None
 
-    def _prepare(self, image: Image | Any) -> tuple[Image, Grid]:
-        if not isinstance(image, Image):
-            image = Image.from_array(image)
-        return to_network_grid(super().prepare(image), self.pipeline)
-
-    def prepare(self, image: Image | Any) -> Image:
-        """The image on the network's grid, as nnU-Net's preprocessing leaves it (lazy).
+    def model_input(self, image: Image) -> tuple[Image, Callable[[Image, str], Image]]:
+        """The image on the network's grid as nnU-Net's preprocessing leaves it, and the way back.
 
         Parameters
         ----------
-        image : Image or array-like
-            ``(C, i, j, k)``, NIfTI voxel axes.
+        image : Image
+            ``(C, i, j, k)``, NIfTI voxel axes, the model's channels.
 
         Returns
         -------
-        Image
-            Normalized and resampled, along nnU-Net's axes; its affine places it in world space.
+        model_input : Image
+            Normalized and resampled, along nnU-Net's axes (lazy; the crop box and the
+            statistics are computed here); its affine places it in world space.
+        restore : callable
+            ``restore(logits, output)``: unlike a seamline bundle's, it takes the network's
+            logits on that grid and makes *output* (``"labels"``, ``"probabilities"`` or
+            ``"scores"``) from them on *image*'s grid, as nnU-Net's export does.
 
         Raises
         ------
         InputError
             If the image does not have the model's channels or is not a volume.
+        ModelError
+            If the card sets a normalization (nnU-Net's is in its pipeline).
         """
-        return self._prepare(image)[0]
+        if self.card.normalization.get("kind") != "none":
+            raise ModelError("an nnU-Net model normalizes as its plans say; its card's normalization must be none")
+        checked = self.prepare(image, normalized=False)  # bands chosen and counted
+        prepared, grid = to_network_grid(checked.replace(data=checked.data.astype(np.float32)), self.pipeline)
+        return prepared, functools.partial(self._restore, grid=grid, image=image)
 
     def _engine_options(self, options: dict[str, Any]) -> dict[str, Any]:
         options.setdefault("tile_size", self.card.tile_size)
@@ -125,7 +133,7 @@ class NNUNetBundle(Bundle):
         Parameters
         ----------
         image : Image or array-like
-            As for :meth:`prepare`.
+            As for :meth:`model_input`.
         **options
             Engine options (``batch_size``, ``device``, ``progress``, ...).
 
@@ -134,8 +142,9 @@ class NNUNetBundle(Bundle):
         Image
             ``(heads, *network_shape)`` float32 logits.
         """
+        image = image if isinstance(image, Image) else Image.from_array(image)
         options.pop("output", None)
-        return run_engine(self.prepare(image), self.module, output="scores", **self._engine_options(options))
+        return run_engine(self.model_input(image)[0], self.module, output="scores", **self._engine_options(options))
 
     def predict(self, image: Image | Any, **options: Any) -> Image:
         """Predict *image* as nnU-Net's predictor does, lazily, block by block.
@@ -164,30 +173,12 @@ class NNUNetBundle(Bundle):
         output = options.pop("output", "scores")
         if output not in OUTPUTS:
             raise InputError(f"output must be one of {', '.join(OUTPUTS)}; got {output!r}")
-        if not isinstance(image, Image):
-            image = Image.from_array(image)
-        prepared, grid = self._prepare(image)
-        scores = run_engine(prepared, self.module, output="scores", **self._engine_options(options))
-        return self.restore(scores, grid, output=output, image=image)
+        image = image if isinstance(image, Image) else Image.from_array(image)
+        prepared, restore = self.model_input(image)
+        return restore(run_engine(prepared, self.module, output="scores", **self._engine_options(options)), output)
 
-    def restore(self, scores: Image, grid: Grid, *, output: str = "labels", image: Image) -> Image:
-        """Bring network-grid logits back onto the input, as nnU-Net's export does.
-
-        Parameters
-        ----------
-        scores : Image
-            Logits on the network grid (:meth:`network_scores`).
-        grid : Grid
-            From the preparation of *image*.
-        output : {"scores", "probabilities", "labels"}
-            What to return.
-        image : Image
-            The input, whose grid, header and meta the result takes.
-
-        Returns
-        -------
-        Image
-        """
+    def _restore(self, scores: Image, output: str, *, grid: Grid, image: Image) -> Image:
+        """Network-grid logits back onto the input as *output*, as nnU-Net's export does."""
         logits = scores.data
         resampling = self.pipeline["resampling"]["probabilities"]
         if resampling is not None:

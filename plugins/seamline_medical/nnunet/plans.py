@@ -131,9 +131,7 @@ def _resampling(config: Mapping[str, Any], which: str, where: str, source: Path)
     """The resampling kwargs for ``data`` or ``probabilities``; None for nnU-Net's no-resampling hack."""
     function = config.get(f"resampling_fn_{which}")
     if function not in _RESAMPLINGS:
-        raise ModelError(
-            f"{where}.resampling_fn_{which} {function!r} is not one of {', '.join(_RESAMPLINGS)}", source
-        )
+        raise ModelError(f"{where}.resampling_fn_{which} {function!r} is not one of {', '.join(_RESAMPLINGS)}", source)
     if function == "no_resampling_hack":
         return None
     kwargs = dict(config.get(f"resampling_fn_{which}_kwargs") or {})
@@ -237,9 +235,7 @@ def _architecture(config: Mapping[str, Any], where: str, source: Path) -> dict[s
     for key in imports:
         value = kwargs.get(key)
         if value is not None and str(value).rsplit(".", 1)[-1] not in (*LAYERS, "BasicBlockD", "BottleneckD"):
-            raise ModelError(
-                f"{where}.architecture.arch_kwargs.{key} {value!r} is not a layer seamline builds", source
-            )
+            raise ModelError(f"{where}.architecture.arch_kwargs.{key} {value!r} is not a layer seamline builds", source)
     return {"network": network, "arch_kwargs": dict(kwargs), "requires_import": list(imports)}
 
 
@@ -277,7 +273,9 @@ def model_card(
     Returns
     -------
     ModelCard
-        ``architecture="nnunet.network"``; ``pipeline`` with ``format="nnunet"``.
+        ``architecture="nnunet.network"``; ``pipeline`` with ``format="nnunet"``, which
+        :mod:`.pipeline` runs; the card's own fields (``blend``, ``orientation``,
+        ``labels_from``, ...) say the same where they can.
 
     Raises
     ------
@@ -303,9 +301,7 @@ def model_card(
         raise ModelError(f"image_reader_writer {reader!r} is not one of {', '.join(READERS)}", plans_file)
     patch, spacing = config.get("patch_size"), config.get("spacing")
     if not isinstance(patch, list) or not isinstance(spacing, list) or len(patch) != 3 or len(spacing) != 3:
-        raise ModelError(
-            f"{where}.patch_size {patch} is not 3D: seamline runs nnU-Net's 3D configurations", plans_file
-        )
+        raise ModelError(f"{where}.patch_size {patch} is not 3D: seamline runs nnU-Net's 3D configurations", plans_file)
     channels = dataset.get("channel_names", dataset.get("modality"))
     if not isinstance(channels, Mapping) or not channels:
         raise ModelError("channel_names must name the input channels", dataset_file)
@@ -336,6 +332,9 @@ def model_card(
         tile_size=[int(p) for p in patch],
         overlap=0.5,
         spatial_dims=3,
+        blend="nnunet",
+        orientation="RAS" if pipeline["reorient"] else None,
+        labels_from="probabilities",
         training=dict(training),
         pipeline=pipeline,
     )

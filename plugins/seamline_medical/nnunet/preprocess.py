@@ -128,6 +128,11 @@ def _statistics(crop: da.Array, steps: Sequence[Mapping[str, Any]], mask: da.Arr
     return stats
 
 
+def _divisor(spread: float | np.floating) -> np.float32:
+    """What nnU-Net divides by: the spread, or its epsilon when the spread is smaller."""
+    return np.float32(spread if spread > _EPS else _EPS)
+
+
 def _normalize(crop: da.Array, steps: Sequence[Mapping[str, Any]]) -> da.Array:
     """Each channel by its scheme, in float32 as nnU-Net computes it."""
     needs_mask = any(s["scheme"] == "ZScoreNormalization" and s["use_mask"] for s in steps)
@@ -138,13 +143,13 @@ def _normalize(crop: da.Array, steps: Sequence[Mapping[str, Any]]) -> da.Array:
         x, scheme = crop[channel].astype(np.float32), step["scheme"]
         if scheme == "CTNormalization":
             x = da.clip(x, np.float32(step["percentile_00_5"]), np.float32(step["percentile_99_5"]))
-            x = (x - np.float32(step["mean"])) / np.float32(max(step["std"], _EPS))
+            x = (x - np.float32(step["mean"])) / _divisor(step["std"])
         elif scheme == "ZScoreNormalization":
-            scaled = (x - np.float32(stat["mean"])) / np.float32(max(np.float32(stat["std"]), _EPS))
+            scaled = (x - np.float32(stat["mean"])) / _divisor(np.float32(stat["std"]))
             x = da.where(mask, scaled, x) if step["use_mask"] and mask is not None else scaled
         elif scheme == "RescaleTo01Normalization":
             low = np.float32(stat["min"])
-            x = (x - low) / np.float32(max(np.float32(stat["max"]) - low, _EPS))
+            x = (x - low) / _divisor(np.float32(stat["max"]) - low)
         elif scheme == "RGBTo01Normalization":
             x = x / np.float32(255.0)
         channels.append(x)
