@@ -234,11 +234,15 @@ def test_masked_zscore_fills_holes_as_nnunet(folder_factory, tmp_path):
 
 
 def test_imported_bundle_predicts_as_the_folder(folder_factory, tmp_path):
+    from seamline.cli import get_cli
+
     folder = folder_factory("ct-2folds", folds=(0, 1))
     bundle = seamline.load_model(folder, mirror=False)
     assert len(bundle.module.folds) == 2
-    saved = seamline.save_model(bundle.module, tmp_path / "imported", bundle.card)
-    again = seamline.load_model(saved)
+    command = ["import-model", str(folder), str(tmp_path / "imported"), "--model-option", "mirror=false"]
+    result = CliRunner().invoke(get_cli(), command)
+    assert result.exit_code == 0, result.output
+    again = seamline.load_model(tmp_path / "imported")
     assert type(again) is type(bundle) and again.card.to_dict() == bundle.card.to_dict()
     image = seamline.open(data_file(*CT))
     found = {}
