@@ -311,6 +311,23 @@ def test_predict_command_writes_organ_names(folder_factory, tmp_path):
     assert any(p.name == "004_liver.stl" for p in meshes.iterdir())
 
 
+def test_region_probabilities_give_the_region_labels_on_the_command_line(folder_factory, tmp_path):
+    """--probabilities with --stats: labels painted region by region, not the most likely channel."""
+    from seamline.cli import get_cli
+
+    folder = folder_factory("ct-regions-nomirror", regions=True, trainer="nnUNetTrainerNoMirroring")
+    path = data_file(*CT)
+    labels = seamline.load_model(folder).predict(seamline.open(path), output="labels", progress=False)
+    out, stats = tmp_path / "probabilities.nii.gz", tmp_path / "stats.csv"
+    command = ["predict", str(path), str(out), "--model", str(folder), "--probabilities", "--stats", str(stats)]
+    result = CliRunner().invoke(get_cli(), [*command, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    table = np.genfromtxt(stats, delimiter=",", names=True, dtype=None, encoding=None)
+    found, counts = np.unique(labels.data.compute(), return_counts=True)
+    expected = {int(v): int(n) for v, n in zip(found, counts, strict=True) if v}
+    assert {int(i): int(n) for i, n in zip(table["id"], table["voxels"], strict=True)} == expected
+
+
 def test_plugins_lists_the_model_format():
     from seamline.cli import get_cli
 

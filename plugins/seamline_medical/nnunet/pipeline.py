@@ -39,7 +39,7 @@ from seamline.errors import InputError, ModelError
 from seamline.image import Image
 from seamline.inference import OUTPUTS
 from seamline.inference import predict as run_engine
-from seamline.logits import label_dtype, probabilities
+from seamline.logits import label_dtype, paint_regions, probabilities
 
 from ..geometry import GEOMETRY_KEYS, reorient
 from .preprocess import Grid, to_network_grid
@@ -52,10 +52,7 @@ def _labels(logits: np.ndarray, order: list[int] | None, dtype: np.dtype) -> np.
     """Labels of one block: argmax, or each region painted over the last where its sigmoid exceeds 0.5."""
     if order is None:
         return logits.argmax(axis=0).astype(dtype)[None]
-    painted = np.zeros(logits.shape[1:], dtype=dtype)
-    for channel, value in enumerate(order):
-        painted[expit(logits[channel]) > 0.5] = value
-    return painted[None]
+    return paint_regions(expit(logits), order).astype(dtype)
 
 
 def _probabilities(logits: np.ndarray, regions: bool) -> np.ndarray:
@@ -205,6 +202,8 @@ class NNUNetBundle(Bundle):
         meta.update(class_names=self.card.class_names, colors=self.card.colors)
         if output != "labels":
             meta["band_names"] = [self.card.class_names.get(v, f"class {v}") for v in self._channel_labels(heads)]
+        if output == "probabilities" and self._regions:
+            meta["regions_class_order"] = list(self.pipeline["regions_class_order"])  # how labels_of reads them
         return result.replace(affine=image.affine, meta=meta)
 
     def _channel_labels(self, heads: int) -> list[int]:
