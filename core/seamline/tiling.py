@@ -25,7 +25,7 @@ import numpy as np
 from .defaults import OVERLAP
 from .errors import InputError
 
-__all__ = ["TileGrid", "tile_grid", "per_axis", "intersection", "chunks_overlapping"]
+__all__ = ["TileGrid", "tile_grid", "tile_sizes", "per_axis", "intersection", "chunks_overlapping"]
 
 
 def per_axis(value: int | float | Sequence, ndim: int, name: str) -> tuple:
@@ -54,6 +54,34 @@ def per_axis(value: int | float | Sequence, ndim: int, name: str) -> tuple:
             raise InputError(f"{name} needs one value per spatial axis ({ndim}), got {list(value)}")
         return tuple(value)
     return (value,) * ndim
+
+
+def tile_sizes(value: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+    """Return a tile size as one positive integer per axis, refusing anything but integers.
+
+    Parameters
+    ----------
+    value : int or sequence of int
+        One size for every axis, or one per axis (Python or NumPy integers).
+    ndim : int
+        The number of spatial axes.
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    InputError
+        If a size is not an integer (``1.5``, ``"256"``, ``True``), is below 1, or the
+        sequence does not have *ndim* entries.
+    """
+    sizes = per_axis(value, ndim, "tile_size")
+    if not all(isinstance(t, int | np.integer) and not isinstance(t, bool | np.bool_) for t in sizes):
+        raise InputError(f"tile_size must be whole numbers of pixels, got {value!r}")
+    if any(t < 1 for t in sizes):
+        raise InputError(f"tile_size must be positive, got {[int(t) for t in sizes]}")
+    return tuple(int(t) for t in sizes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +197,7 @@ def tile_grid(
     Raises
     ------
     InputError
-        If the tile size is not positive or the overlap is outside ``[0, 1)``.
+        If the tile size is not a positive integer or the overlap is outside ``[0, 1)``.
 
     Examples
     --------
@@ -177,10 +205,11 @@ def tile_grid(
     ((0, 20, 40, 60),)
     """
     ndim = len(shape)
-    tiles = tuple(int(t) for t in per_axis(tile_size, ndim, "tile_size"))
-    overlaps = tuple(float(o) for o in per_axis(overlap, ndim, "overlap"))
-    if any(t < 1 for t in tiles):
-        raise InputError(f"tile_size must be positive, got {list(tiles)}")
+    tiles = tile_sizes(tile_size, ndim)
+    overlaps = per_axis(overlap, ndim, "overlap")
+    if not all(isinstance(o, int | float | np.integer | np.floating) and not isinstance(o, bool) for o in overlaps):
+        raise InputError(f"overlap must be a number, got {overlap!r}")
+    overlaps = tuple(float(o) for o in overlaps)
     if any(not 0 <= o < 1 for o in overlaps):
         raise InputError(f"overlap must be in [0, 1), got {list(overlaps)}")
     padded = [max(int(s), t) for s, t in zip(shape, tiles, strict=True)]
