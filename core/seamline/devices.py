@@ -103,7 +103,11 @@ def autocast(device: torch.device, amp: bool | None = None) -> contextlib.Abstra
     if not enabled:
         return contextlib.nullcontext()
     half = device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    return torch.autocast(device.type, dtype=torch.float16 if half else torch.bfloat16)
+    return _autocast(device.type, torch.float16 if half else torch.bfloat16)
+
+
+def _autocast(device_type: str, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    return torch.autocast(device_type, dtype=dtype)
 
 
 def worker_threads() -> int | None:
