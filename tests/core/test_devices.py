@@ -63,7 +63,7 @@ def test_the_cuda_path_pins_copies_on_a_second_stream_autocasts_and_blends_on_th
     pinned = [call[1] for call in cuda.calls if call[0] == "pinned" and call[1][0]]
     assert sum(shape[0] for shape in pinned) >= tiles and all(shape[0] <= 3 for shape in pinned)
     sends = cuda.count("to", "Tensor", "cuda", True)  # batches; the weight window goes once per task, blocking
-    assert sends == cuda.count("pinned")  # every batch, and the probe's empty one
+    assert sends >= cuda.count("pinned")  # every batch, the probe's empty one, and where nodata lies
     assert cuda.count("wait", "copy-stream") == sends == cuda.count("on", "copy-stream")
     assert cuda.count("zeros", "cuda") >= 1  # parts are summed on the device
     assert {call[2] for call in cuda.calls if call[0] == "autocast"} == {dtype}
