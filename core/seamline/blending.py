@@ -147,7 +147,9 @@ def add_tiles(
                 target.addcmul_(outputs[index][(slice(None), *inside)], window[inside])
 
 
-def add_parts(pieces: Sequence[tuple[Sequence[int], np.ndarray]], lo: Sequence[int], shape: Sequence[int]) -> np.ndarray:
+def add_parts(
+    pieces: Sequence[tuple[Sequence[int], np.ndarray]], lo: Sequence[int], shape: Sequence[int]
+) -> np.ndarray:
     """Add parts into one region, in place, one part after the other.
 
     Parameters

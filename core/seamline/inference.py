@@ -226,8 +226,12 @@ def predict(
         raise InputError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
     tile = tile_sizes(tile_size, image.ndim)
     if math.prod(tile) < MIN_TILE_PIXELS:
-        raise InputError(f"tile_size {list(tile)} holds {math.prod(tile)} pixels; a tile needs at least {MIN_TILE_PIXELS}")
-    tile_grid(image.spatial_shape, tile, OVERLAP if overlap is None else overlap)  # the options, checked before the model runs
+        raise InputError(
+            f"tile_size {list(tile)} holds {math.prod(tile)} pixels; a tile needs at least {MIN_TILE_PIXELS}"
+        )
+    tile_grid(
+        image.spatial_shape, tile, OVERLAP if overlap is None else overlap
+    )  # the options, checked before the model runs
     weight_window(tile, blend)
     model.eval()
     fitted, channels = (
@@ -236,7 +240,11 @@ def predict(
         else (tile, _channels(model, image.channels, tile, device, amp))
     )
     grid = _grid(image, tile_size, overlap, fitted)
-    batch = auto_batch_size(model, image.channels, fitted, device, amp, BATCH_SIZE) if batch_size is None else int(batch_size)
+    batch = (
+        auto_batch_size(model, image.channels, fitted, device, amp, BATCH_SIZE)
+        if batch_size is None
+        else int(batch_size)
+    )
     mask = image.meta.get("mask")
     if mask is not None:
         mask = da.asarray(mask).astype(bool).reshape((1, *image.spatial_shape)).rechunk(((1,), *image.data.chunks[1:]))

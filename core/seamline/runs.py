@@ -198,7 +198,7 @@ def _tile_task(
         host = feeder.host((len(batch), region.shape[0], *job.tile_size))
         values = host.numpy()
         for j, (_, start) in enumerate(batch):
-            values[j] = region[(slice(None), *(slice(s - o, s - o + t) for s, o, t in zip(start, lo, job.tile_size)))]
+            values[j] = region[(slice(None), *_within(start, lo, job.tile_size))]
         return host
 
     hosts = [cut(b) for b in batches] if feeder.cuda else map(cut, batches)  # on a GPU, cut before taking it
@@ -211,34 +211,31 @@ def _tile_task(
             outputs = forward(module, feeder.send(host), where, job.amp)
             if absent is not None:
                 for j, (_, start) in enumerate(batch):
-                    cut_box = tuple(slice(s - o, s - o + t) for s, o, t in zip(start, lo, job.tile_size, strict=True))
-                    outputs[j].masked_fill_(absent[cut_box], math.nan)
+                    outputs[j].masked_fill_(absent[_within(start, lo, job.tile_size)], math.nan)
             for r, group in itertools.groupby(range(len(batch)), key=lambda j: batch[j][0]):
                 members = list(group)
                 add_tiles(parts[r], [batch[j][1] for j in members], window, outputs[members[0] : members[-1] + 1])
         sums = torch.stack([part.sum() for run_parts in parts for _, part in run_parts])
         finite = to_host(torch.isfinite(sums))
-        pieces, k = [], 0
-        for run_parts in parts:
-            pieces.append([])
-            for p_lo, part in run_parts:
-                flagged = not finite[k] or missing is not None
-                values = to_host(part)
-                pieces[-1].append(_Piece(p_lo, values, flagged, _model_nan(values, missing, p_lo, lo) if flagged else None))
-                k += 1
+        flags = iter(~finite)  # a part whose sum is finite holds no NaN and no infinity
+        pieces = [[_piece(p_lo, to_host(part), next(flags), missing, lo) for p_lo, part in run] for run in parts]
     _advance(job, len(tiles))
     return pieces
 
 
-def _model_nan(values: np.ndarray, missing: np.ndarray | None, p_lo: tuple, lo: tuple) -> np.ndarray | None:
-    """The pixels (padded coordinates) of a part where the model, not the input, made a non-finite value."""
+def _within(start: Sequence[int], lo: Sequence[int], size: Sequence[int]) -> tuple[slice, ...]:
+    """The slices of a box (*start*, *size*) inside a region that starts at *lo*."""
+    return tuple(slice(s - low, s - low + n) for s, low, n in zip(start, lo, size, strict=True))
+
+
+def _piece(p_lo: tuple, values: np.ndarray, flagged: bool, missing: np.ndarray | None, lo: tuple) -> _Piece:
+    """A part as it leaves its tile task, with the pixels where the model (not the input) made non-finite values."""
+    if not flagged:
+        return _Piece(p_lo, values, False, None)
     bad = ~np.isfinite(values).all(axis=0)
     if missing is not None:
-        box = tuple(slice(p - low, p - low + n) for p, low, n in zip(p_lo, lo, bad.shape, strict=True))
-        bad &= ~missing[box]
-    if not bad.any():
-        return None
-    return np.argwhere(bad) + np.asarray(p_lo)
+        bad &= ~missing[_within(p_lo, lo, bad.shape)]
+    return _Piece(p_lo, values, True, np.argwhere(bad) + np.asarray(p_lo) if bad.any() else None)
 
 
 def _pick(pieces: list[list[_Piece]], run: int, part: int) -> _Piece:
@@ -291,7 +288,9 @@ def _runs(grid: TileGrid, rows: Sequence[int]) -> dict[tuple[int, ...], _Run]:
     blocks = [range(0, n, RUN_TILES) for n in grid.counts[1:]]
     for k in range(grid.counts[0]):
         for firsts in itertools.product(*blocks):
-            indices = itertools.product([k], *(range(f, min(f + RUN_TILES, n)) for f, n in zip(firsts, grid.counts[1:])))
+            indices = itertools.product(
+                [k], *(range(f, min(f + RUN_TILES, n)) for f, n in zip(firsts, grid.counts[1:], strict=True))
+            )
             starts = tuple(grid.start(i) for i in indices)
             lo = starts[0]
             hi = tuple(s + t for s, t in zip(starts[-1], grid.tile_size, strict=True))
@@ -299,7 +298,9 @@ def _runs(grid: TileGrid, rows: Sequence[int]) -> dict[tuple[int, ...], _Run]:
             for r, (top, bottom) in enumerate(itertools.pairwise(rows)):
                 first, last = max(top, lo[0]), min(bottom, hi[0])
                 if first < last:
-                    parts.append(((first, *lo[1:]), (last - first, *(h - low for h, low in zip(hi[1:], lo[1:])))))
+                    parts.append(
+                        ((first, *lo[1:]), (last - first, *(h - low for h, low in zip(hi[1:], lo[1:], strict=True))))
+                    )
                     part_rows.append(r)
             runs[(k, *(f // RUN_TILES for f in firsts))] = _Run(starts, tuple(parts), tuple(part_rows))
     return runs
@@ -395,7 +396,14 @@ def graph(x: da.Array, mask: da.Array | None, model: torch.nn.Module, grid: Tile
         lo = tuple(int(b[i]) for b, i in zip(bounds, index, strict=True))
         shape = tuple(c[i] for c, i in zip(chunks, index, strict=True))
         fed = feeds[index]
-        layer[(name, 0, *index)] = (_chunk_task, [k for k, _, _ in fed], [(box, s) for _, box, s in fed], lo, shape, job)
+        layer[(name, 0, *index)] = (
+            _chunk_task,
+            [k for k, _, _ in fed],
+            [(box, s) for _, box, s in fed],
+            lo,
+            shape,
+            job,
+        )
         layer[(done_name, *index)] = (_done, (name, 0, *index))
     dependencies = [x] if mask is None else [x, mask]
     dtype = label_dtype(job.channels) if job.output == "labels" else np.dtype(np.float32)

@@ -370,7 +370,9 @@ def vectorize(
     write the polygons to a file, :func:`vectorize_batches` holds far less memory.
     """
     source = _source(labels, connectivity)
-    component, class_id, geometry = (np.concatenate(parts) for parts in zip(*_polygons(source, connectivity)))
+    component, class_id, geometry = (
+        np.concatenate(parts) for parts in zip(*_polygons(source, connectivity), strict=True)
+    )
     keep, columns, geometry = _columns(class_id, geometry, source.names, simplify, min_area)
     order = np.lexsort((component[keep], columns["class_id"]))
     columns = {name: column[order] for name, column in columns.items()}

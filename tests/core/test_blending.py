@@ -119,7 +119,9 @@ def test_runs_of_any_length_blend_to_the_weighted_average():
         denominator[grid.slices(index)] += window.numpy()
     expected = (numerator / denominator)[:, 3:23, 5:35]
     for length in (1, 2, 5):
-        np.testing.assert_allclose(blend(grid, runs_of(grid, length), outputs, window, (3, 5), (20, 30)), expected, rtol=1e-6)
+        np.testing.assert_allclose(
+            blend(grid, runs_of(grid, length), outputs, window, (3, 5), (20, 30)), expected, rtol=1e-6
+        )
 
 
 def test_unknown_blend_is_an_input_error():

@@ -28,11 +28,15 @@ class FakeCuda:
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_, **__: bf16)
         monkeypatch.setattr(devices, "_to", self.to)
         monkeypatch.setattr(devices, "_pinned", lambda shape: self.note("pinned", shape) or torch.empty(shape))
-        monkeypatch.setattr(devices, "_zeros", lambda shape, device: self.note("zeros", str(device)) or torch.zeros(shape))
+        monkeypatch.setattr(
+            devices, "_zeros", lambda shape, device: self.note("zeros", str(device)) or torch.zeros(shape)
+        )
         monkeypatch.setattr(devices, "_copy_stream", lambda device: self.note("stream", str(device)) or "copy-stream")
         monkeypatch.setattr(devices, "_on_stream", lambda stream: self.note("on", stream) or contextlib.nullcontext())
         monkeypatch.setattr(devices, "_after_copy", lambda tensor, device, stream: self.note("wait", stream))
-        monkeypatch.setattr(devices, "_autocast", lambda kind, dtype: self.note("autocast", kind, dtype) or contextlib.nullcontext())
+        monkeypatch.setattr(
+            devices, "_autocast", lambda kind, dtype: self.note("autocast", kind, dtype) or contextlib.nullcontext()
+        )
         monkeypatch.setattr(devices, "_peak_memory", lambda *_: self.note("probe") or 100 * 2**20)
         monkeypatch.setattr(devices, "_free_memory", lambda device: 2**30)
 
@@ -72,7 +76,9 @@ def test_the_cuda_path_pins_copies_on_a_second_stream_autocasts_and_blends_on_th
 
 def test_without_amp_the_cuda_path_runs_in_float32(monkeypatch):
     cuda = FakeCuda(monkeypatch)
-    predict(np.zeros((2, 40, 40), np.float32), conv_net(), tile_size=32, device="cuda", amp=False, progress=False).data.compute()
+    predict(
+        np.zeros((2, 40, 40), np.float32), conv_net(), tile_size=32, device="cuda", amp=False, progress=False
+    ).data.compute()
     assert cuda.count("autocast") == 0
 
 

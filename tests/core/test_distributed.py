@@ -56,7 +56,10 @@ def test_distributed_equals_threaded_and_ships_the_model_once(tmp_path):
         rng = np.random.default_rng(1)
         for _ in range(5):  # random tilings, as tests/core/test_engine_properties.py draws them
             shape = tuple(int(n) for n in rng.integers(1, 60, size=2))
-            tiling = {"tile_size": [int(t) for t in rng.integers(8, 24, size=2)], "overlap": float(rng.choice([0, 0.5]))}
+            tiling = {
+                "tile_size": [int(t) for t in rng.integers(8, 24, size=2)],
+                "overlap": float(rng.choice([0, 0.5])),
+            }
             y = rng.random((2, *shape), dtype=np.float32)
             chunked = da.from_array(y, chunks=(2, *(int(rng.integers(1, n + 1)) for n in shape)))
             threaded = predict(y, model, batch_size=4, progress=False, **tiling).data.compute(scheduler="threads")

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import warnings
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from monai.inferers import sliding_window_inference
 
 from seamline.inference import MIN_TILE_PIXELS, predict
+
+sliding_window_inference = pytest.importorskip("monai.inferers").sliding_window_inference
 
 
 class Identity(torch.nn.Module):
