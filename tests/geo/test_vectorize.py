@@ -173,7 +173,7 @@ def test_polygons_streamed_to_a_file_are_the_whole_image_polygons(tmp_path, suff
     expected = {(c, shapely.normalize(g).wkb) for c, g in reference(array, transform=transform)}
     got = {(int(c), shapely.normalize(g).wkb) for c, g in zip(written.class_id, written.geometry, strict=True)}
     assert got == expected
-    assert list(written.columns) == list(whole.columns[:-1]) + ["instance_id", "geometry"]
+    assert list(written.columns) == [*whole.columns[:-1], "instance_id", "geometry"]
 
 
 def test_a_failed_stream_leaves_no_file(tmp_path):
