@@ -48,6 +48,7 @@ from .errors import ModelError
 __all__ = [
     "resolve_device",
     "autocast",
+    "convolutional",
     "placed",
     "turn",
     "Feeder",
@@ -60,7 +61,7 @@ __all__ = [
 
 _lock = threading.RLock()
 _device_locks: dict[str, threading.Lock] = {}
-_placed: weakref.WeakKeyDictionary[torch.nn.Module, torch.device] = weakref.WeakKeyDictionary()
+_placed: weakref.WeakKeyDictionary[torch.nn.Module, tuple] = weakref.WeakKeyDictionary()
 #: The share of free GPU memory that ``batch_size=None`` fills with one batch.
 _MEMORY_SHARE = 0.4
 _MAX_AUTO_BATCH = 64
@@ -133,7 +134,30 @@ def _to(value: Any, device: torch.device, non_blocking: bool = False) -> Any:
     return value.to(device, non_blocking=non_blocking)
 
 
-def placed(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+def convolutional(model: torch.nn.Module, ndim: int) -> bool:
+    """Whether *model* has convolutions over *ndim* spatial axes (so channels-last memory may speed it up).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    ndim : int
+        2 or 3.
+
+    Returns
+    -------
+    bool
+    """
+    kinds = (torch.nn.Conv2d, torch.nn.ConvTranspose2d) if ndim == 2 else (torch.nn.Conv3d, torch.nn.ConvTranspose3d)
+    return any(isinstance(module, kinds) for module in model.modules())
+
+
+def _memory_format(ndim: int, channels_last: bool) -> torch.memory_format:
+    if not channels_last:
+        return torch.contiguous_format
+    return torch.channels_last if ndim == 2 else torch.channels_last_3d
+
+
+def placed(model: torch.nn.Module, device: torch.device, channels_last: bool = False, ndim: int = 2) -> torch.nn.Module:
     """Return *model* moved to *device* (in place), moving it only when it is elsewhere.
 
     Parameters
@@ -142,6 +166,11 @@ def placed(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         The model (this process's copy of it).
     device : torch.device
         Where it should run.
+    channels_last : bool
+        Keep its weights in channels-last memory (NHWC, NDHWC), where oneDNN's and
+        cuDNN's convolutions are fastest.
+    ndim : int
+        The number of spatial axes (2 or 3), which says which channels-last format.
 
     Returns
     -------
@@ -150,9 +179,11 @@ def placed(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """
     with _lock:
         weight = next(model.parameters(), None)  # the user may have moved the model since
-        if _placed.get(model) != device or (weight is not None and weight.device.type != device.type):
+        wanted = (device, channels_last, ndim)
+        if _placed.get(model) != wanted or (weight is not None and weight.device.type != device.type):
             _to(model, device)
-            _placed[model] = device
+            model.to(memory_format=_memory_format(ndim, channels_last))
+            _placed[model] = wanted
     return model
 
 
@@ -237,13 +268,16 @@ class Feeder:
     torch.Size([2, 1, 8, 8])
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, channels_last: bool = False) -> None:
         self.device = device
         self.cuda = device.type == "cuda"
+        self.channels_last = channels_last
         self._stream: Any = None
 
     def host(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """A float32 host buffer to cut a batch into (page-locked on CUDA).
+        """A float32 host buffer ``(N, C, *tile)`` to cut a batch into (page-locked on CUDA).
+
+        With ``channels_last`` its memory is ``(N, *tile, C)``, as the model takes it.
 
         Parameters
         ----------
@@ -253,7 +287,10 @@ class Feeder:
         -------
         torch.Tensor
         """
-        return _pinned(shape) if self.cuda else torch.empty(shape, dtype=torch.float32)
+        order = (0, *range(2, len(shape)), 1) if self.channels_last else tuple(range(len(shape)))
+        stored = tuple(shape[i] for i in order)
+        buffer = _pinned(stored) if self.cuda else torch.empty(stored, dtype=torch.float32)
+        return buffer.permute(*(order.index(i) for i in range(len(shape))))
 
     def send(self, batch: torch.Tensor) -> torch.Tensor:
         """The batch on the device; on CUDA the copy runs on its own stream without blocking.
@@ -358,7 +395,13 @@ def forward(model: torch.nn.Module, batch: torch.Tensor, device: torch.device, a
     return result.float()
 
 
-def run_batch(model: torch.nn.Module, batch: np.ndarray, device: str = "auto", amp: bool | None = None) -> np.ndarray:
+def run_batch(
+    model: torch.nn.Module,
+    batch: np.ndarray,
+    device: str = "auto",
+    amp: bool | None = None,
+    channels_last: bool = False,
+) -> np.ndarray:
     """Run *model* on one batch of tiles, from and to NumPy.
 
     Parameters
@@ -371,6 +414,8 @@ def run_batch(model: torch.nn.Module, batch: np.ndarray, device: str = "auto", a
         The device name (``"auto"`` is resolved here).
     amp : bool or None
         Mixed precision, as for :func:`autocast`.
+    channels_last : bool
+        Run the model in channels-last memory (see :func:`placed`).
 
     Returns
     -------
@@ -383,10 +428,10 @@ def run_batch(model: torch.nn.Module, batch: np.ndarray, device: str = "auto", a
         As :func:`forward`.
     """
     where = resolve_device(device)
-    feeder = Feeder(where)
+    feeder = Feeder(where, channels_last)
     host = feeder.host(batch.shape)
     host.numpy()[...] = batch
-    module = placed(model, where)
+    module = placed(model, where, channels_last, batch.ndim - 2)
     with turn(where):
         return to_host(forward(module, feeder.send(host), where, amp))
 
@@ -405,7 +450,13 @@ def _free_memory(device: torch.device) -> int:
 
 
 def auto_batch_size(
-    model: torch.nn.Module, bands: int, tile_size: tuple[int, ...], device: str, amp: bool | None, default: int
+    model: torch.nn.Module,
+    bands: int,
+    tile_size: tuple[int, ...],
+    device: str,
+    amp: bool | None,
+    default: int,
+    channels_last: bool = False,
 ) -> int:
     """Tiles per model call: sized from free memory on a GPU, *default* on the CPU.
 
@@ -426,6 +477,8 @@ def auto_batch_size(
         Mixed precision, as for :func:`autocast`.
     default : int
         The batch size on the CPU.
+    channels_last : bool
+        Run the model in channels-last memory (see :func:`placed`).
 
     Returns
     -------
@@ -434,8 +487,8 @@ def auto_batch_size(
     where = resolve_device(device)
     if where.type != "cuda":
         return default
-    module = placed(model, where)
-    feeder = Feeder(where)
+    module = placed(model, where, channels_last, len(tile_size))
+    feeder = Feeder(where, channels_last)
     with turn(where):
         per_tile = _peak_memory(module, feeder.send(feeder.host((1, bands, *tile_size)).zero_()), where, amp)
         return int(np.clip(_free_memory(where) * _MEMORY_SHARE // per_tile, 1, _MAX_AUTO_BATCH))

@@ -33,7 +33,7 @@ import torch
 
 from .blending import weight_window
 from .defaults import BATCH_SIZE, BLEND, OVERLAP
-from .devices import auto_batch_size, run_batch
+from .devices import auto_batch_size, convolutional, run_batch
 from .errors import InputError, ModelError
 from .image import Image
 from .logits import label_dtype
@@ -57,6 +57,17 @@ def _channels(model: torch.nn.Module, bands: int, tile: tuple[int, ...], device:
         return run_batch(model, np.zeros((0, bands, *tile), np.float32), device, amp).shape[1]
     except ModelError:
         return run_batch(model, np.zeros((1, bands, *tile), np.float32), device, amp).shape[1]
+
+
+def _channels_last(model: torch.nn.Module, bands: int, tile: tuple[int, ...], device: str, amp: bool | None) -> bool:
+    """Whether the engine runs *model* in channels-last memory: a convolutional model that takes a tile so."""
+    if not convolutional(model, len(tile)):
+        return False
+    try:
+        run_batch(model, np.zeros((1, bands, *tile), np.float32), device, amp, channels_last=True)
+    except ModelError:
+        return False
+    return True
 
 
 def fit_tile(
@@ -229,9 +240,8 @@ def predict(
         raise InputError(
             f"tile_size {list(tile)} holds {math.prod(tile)} pixels; a tile needs at least {MIN_TILE_PIXELS}"
         )
-    tile_grid(
-        image.spatial_shape, tile, OVERLAP if overlap is None else overlap
-    )  # the options, checked before the model runs
+    # the options are checked before the model runs
+    tile_grid(image.spatial_shape, tile, OVERLAP if overlap is None else overlap)
     weight_window(tile, blend)
     model.eval()
     fitted, channels = (
@@ -240,8 +250,9 @@ def predict(
         else (tile, _channels(model, image.channels, tile, device, amp))
     )
     grid = _grid(image, tile_size, overlap, fitted)
+    channels_last = _channels_last(model, image.channels, fitted, device, amp)
     batch = (
-        auto_batch_size(model, image.channels, fitted, device, amp, BATCH_SIZE)
+        auto_batch_size(model, image.channels, fitted, device, amp, BATCH_SIZE, channels_last)
         if batch_size is None
         else int(batch_size)
     )
@@ -258,6 +269,7 @@ def predict(
         amp=amp,
         channels=channels,
         output=output,
+        channels_last=channels_last,
         nodata=None if nodata is None else float(nodata),
         token=uuid.uuid4().hex[:12],
         tiles=len(grid),

@@ -78,6 +78,7 @@ class Job:
     amp: bool | None
     channels: int
     output: str
+    channels_last: bool
     nodata: float | None
     token: str
     tiles: int
@@ -190,7 +191,7 @@ def _tile_task(
     """
     region, missing = _read(blocks, masks, origins, lo, shape, job)
     where = resolve_device(job.device)
-    feeder = Feeder(where)
+    feeder = Feeder(where, job.channels_last)
     tiles = [(r, start) for r, run in enumerate(runs) for start in run.starts]
     batches = [[tiles[i] for i in batch] for batch in _batches(len(tiles), job.batch_size)]
 
@@ -202,7 +203,7 @@ def _tile_task(
         return host
 
     hosts = [cut(b) for b in batches] if feeder.cuda else map(cut, batches)  # on a GPU, cut before taking it
-    module = placed(model, where)
+    module = placed(model, where, job.channels_last, len(job.tile_size))
     with turn(where), torch.inference_mode():
         window = feeder.window(window_tensor(job.tile_size, job.blend))
         absent = None if missing is None else feeder.send(torch.from_numpy(missing))

@@ -138,3 +138,34 @@ def test_a_gpu_is_held_by_one_task_at_a_time():
     for t in threads:
         t.join()
     assert most[0] == 1
+
+
+class Flattens(torch.nn.Module):
+    """A convolution whose output is flattened with ``view``, which channels-last memory refuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(2, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return torch.tanh(y.view(y.shape[0], -1)).view(y.shape)
+
+
+def test_convolutional_models_run_in_channels_last_memory_unless_they_refuse_it(monkeypatch):
+    x = np.random.default_rng(1).random((2, 50, 60), dtype=np.float32)
+    model = conv_net()
+    result = predict(x, model, tile_size=32, progress=False).data.compute()
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    monkeypatch.setattr("seamline.inference.convolutional", lambda *_: False)
+    contiguous = conv_net()
+    expected = predict(x, contiguous, tile_size=32, progress=False).data.compute()
+    assert contiguous[0].weight.is_contiguous()
+    np.testing.assert_allclose(result, expected, atol=1e-6)
+    monkeypatch.undo()
+    flattens = Flattens()
+    scores = predict(x, flattens, tile_size=32, progress=False).data.compute()
+    assert flattens.conv.weight.is_contiguous()  # it stays as it was
+    assert scores.shape == (3, 50, 60) and np.isfinite(scores).all()
+    assert not devices.convolutional(torch.nn.Linear(3, 3), 2) and not devices.convolutional(conv_net(), 3)
