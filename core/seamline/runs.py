@@ -12,15 +12,19 @@ chunks is made). Three kinds of task:
     the weighted outputs into the runs' parts (:func:`seamline.blending.add_tiles`). Every
     tile belongs to one tile task, so every tile goes through the model exactly once.
 *chunk tasks*
-    each makes one output chunk (one tile tall, whole tiles about 2^18 pixels wide along
-    the last axis): it adds the parts that reach it, in run order, divides by the weight
+    each makes one output chunk (:func:`output_chunks`: rows as tall as the step between
+    rows of tiles, whole tiles about 2^18 pixels wide along the last axis): it adds the
+    parts that reach it, in run order, divides by the weight
     sum (:func:`seamline.blending.weight_sum`, the same additions on the window alone),
     marks nodata and finishes probabilities or labels.
 *marker tasks*
     return None once their chunk is made. A tile task waits for the markers of the
     chunks, in the last row of output chunks that earlier rows of tiles complete, that lie
     beside it, so tiles never run far ahead of the chunks that free their sums. The
-    markers carry no data, so workers exchange nothing for them.
+    markers carry no data, so workers exchange nothing for them. The input's reads wait
+    for the markers of the first tile task that needs them (:mod:`seamline.gates`), so
+    that idle threads do not read the image ahead; and a tile task's input waits until the
+    tile task as many places before it as dask has threads has run.
 
 Runs, parts and the order in which they are added depend on the tile placement only:
 never on chunks, batch size, tasks or schedulers, so neither does the output (bit for
@@ -48,8 +52,10 @@ import torch
 from dask.highlevelgraph import HighLevelGraph
 from tqdm import tqdm
 
+from ._chunks import workers
 from .blending import add_parts, add_tiles, weight_sum, window_tensor
 from .devices import Feeder, forward, placed, resolve_device, to_host, turn, worker_threads
+from .gates import gated
 from .logits import label_dtype, most_likely, probabilities
 from .tiling import TileGrid, chunks_overlapping, intersection
 
@@ -57,8 +63,8 @@ __all__ = ["Job", "graph", "output_chunks"]
 
 #: Tiles per run along each axis but the first.
 RUN_TILES = 4
-#: Output chunks are one tile tall and whole tiles wide along the last axis, about this
-#: many pixels (voxels) in all: a few large writes instead of many small ones.
+#: Output chunks are whole tiles wide along the last axis, about this many pixels
+#: (voxels) in all: a few large writes instead of many small ones.
 CHUNK_PIXELS = 2**18
 
 _bars: dict[str, Any] = {}
@@ -105,7 +111,13 @@ class _Piece:
 
 
 def output_chunks(grid: TileGrid) -> tuple[tuple[int, ...], ...]:
-    """The output's spatial chunks: one tile tall, whole tiles about 2^18 pixels wide.
+    """The output's spatial chunks: rows as tall as the step between rows of tiles, wide rows of whole tiles.
+
+    Rows are a whole number of steps, at least half a tile, so that a row of output
+    chunks ends where a row of tiles begins: once a row of tiles has run, every row of
+    output chunks above the next one can be made, and only the overlap of the tiles
+    waits. Along the last axis, chunks are as many whole tiles wide as make about 2^18
+    pixels (voxels) in all: a few large writes instead of many small ones.
 
     Parameters
     ----------
@@ -115,9 +127,11 @@ def output_chunks(grid: TileGrid) -> tuple[tuple[int, ...], ...]:
     -------
     tuple of tuple of int
     """
-    per_chunk = max(1, CHUNK_PIXELS // math.prod(grid.tile_size))
-    widths = (*grid.tile_size[:-1], grid.tile_size[-1] * per_chunk)
-    return tuple(tuple(min(t, s - i) for i in range(0, s, t)) for s, t in zip(grid.shape, widths, strict=True))
+    tile, step = grid.tile_size[0], grid.steps[0]
+    height = step * max(1, tile // (2 * step))
+    per_chunk = max(1, CHUNK_PIXELS // (height * math.prod(grid.tile_size[1:])))
+    sizes = (height, *grid.tile_size[1:-1], grid.tile_size[-1] * per_chunk)
+    return tuple(tuple(min(t, s - i) for i in range(0, s, t)) for s, t in zip(grid.shape, sizes, strict=True))
 
 
 def _advance(job: Job, tiles: int) -> None:
@@ -363,7 +377,8 @@ def graph(x: da.Array, mask: da.Array | None, model: torch.nn.Module, grid: Tile
     """
     chunks = output_chunks(grid)
     token = job.token
-    tiles_name, pieces_name, name, done_name = (f"{kind}-{token}" for kind in ("tiles", "pieces", "predict", "done"))
+    kinds = ("tiles", "ran", "pieces", "predict", "done")
+    tiles_name, ran_name, pieces_name, name, done_name = (f"{kind}-{token}" for kind in kinds)
     model_key = f"model-{token}"
     layer: dict[Any, Any] = {model_key: model}
     bounds = [np.cumsum((0, *c)) + p for c, p in zip(chunks, grid.padding, strict=True)]
@@ -373,6 +388,8 @@ def graph(x: da.Array, mask: da.Array | None, model: torch.nn.Module, grid: Tile
         for row in run.rows:
             last[row] = max(last[row], key[0])
     feeds: dict[tuple[int, ...], list] = {}  # output chunk index -> [(run key, part), ...] in run order
+    needs: dict[Any, list] = {}  # input block -> the markers its reads wait for
+    ahead = max(2, workers())  # tile tasks whose input may be read before the one before them is done
     for t, keys in enumerate(_tasks(runs, job.batch_size)):
         members = [runs[k] for k in keys]
         lo = members[0].starts[0]
@@ -387,6 +404,9 @@ def graph(x: da.Array, mask: da.Array | None, model: torch.nn.Module, grid: Tile
         ready = [r for r in range(len(chunks[0])) if last[r] < keys[0][0]]
         after = [(done_name, ready[-1], *c) for c in _columns(bounds[1:], lo[1:], hi[1:])] if ready else []
         layer[(tiles_name, t)] = (_tile_task, model_key, blocks, masks, origins, lo, shape, members, job, *after)
+        layer[(ran_name, t)] = (_done, (tiles_name, t))
+        for block in [*blocks, *(masks or [])]:
+            needs.setdefault(block, [*after, *([(ran_name, t - ahead)] if t >= ahead else [])])
         for i, (key, run) in enumerate(zip(keys, members, strict=True)):
             for p, (row, (p_lo, p_shape)) in enumerate(zip(run.rows, run.parts, strict=True)):
                 layer[(pieces_name, *key, p)] = (_pick, (tiles_name, t), i, p)
@@ -406,8 +426,8 @@ def graph(x: da.Array, mask: da.Array | None, model: torch.nn.Module, grid: Tile
             job,
         )
         layer[(done_name, *index)] = (_done, (name, 0, *index))
-    dependencies = [x] if mask is None else [x, mask]
+    layer.update(gated([x] if mask is None else [x, mask], needs))
     dtype = label_dtype(job.channels) if job.output == "labels" else np.dtype(np.float32)
     channels = 1 if job.output == "labels" else job.channels
-    hlg = HighLevelGraph.from_collections(name, layer, dependencies=dependencies)
+    hlg = HighLevelGraph.from_collections(name, layer, dependencies=[])
     return da.Array(hlg, name, ((channels,), *chunks), dtype=dtype)

@@ -98,12 +98,16 @@ class TileGrid:
         Per axis, the tile starts in padded coordinates, increasing.
     padding : tuple of int
         Per axis, the padding before the image (non-zero only where it is shorter than a tile).
+    steps : tuple of int
+        Per axis, the scan interval: how far each tile starts from the one before (but
+        the last, which ends flush with the far edge).
     """
 
     shape: tuple[int, ...]
     tile_size: tuple[int, ...]
     starts: tuple[tuple[int, ...], ...]
     padding: tuple[int, ...]
+    steps: tuple[int, ...]
 
     @property
     def padded_shape(self) -> tuple[int, ...]:
@@ -170,8 +174,12 @@ class TileGrid:
         return list(itertools.product(*ranges))
 
 
+def _interval(size: int, tile: int, overlap: float) -> int:
+    return tile if tile == size else max(int(tile * (1 - overlap)), 1)
+
+
 def _axis_starts(size: int, tile: int, overlap: float) -> tuple[int, ...]:
-    interval = tile if tile == size else max(int(tile * (1 - overlap)), 1)
+    interval = _interval(size, tile, overlap)
     count = next(d for d in range(math.ceil(size / interval)) if d * interval + tile >= size) + 1
     return tuple(min(d * interval, size - tile) for d in range(count))
 
@@ -218,6 +226,7 @@ def tile_grid(
         tile_size=tiles,
         starts=tuple(_axis_starts(p, t, o) for p, t, o in zip(padded, tiles, overlaps, strict=True)),
         padding=tuple((p - int(s)) // 2 for p, s in zip(padded, shape, strict=True)),
+        steps=tuple(_interval(p, t, o) for p, t, o in zip(padded, tiles, overlaps, strict=True)),
     )
 
 

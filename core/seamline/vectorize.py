@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -36,7 +34,7 @@ import dask.array as da
 import numpy as np
 import shapely
 
-from ._chunks import chunk_origins, spatial_array
+from ._chunks import chunk_origins, spatial_array, workers
 from .errors import InputError
 from .image import Image
 from .labels import label
@@ -265,18 +263,6 @@ def _source(labels: Any, connectivity: int) -> _Source:
     )
 
 
-def _workers() -> int:
-    """How many tasks the dask scheduler in use runs at once."""
-    if "distributed" in sys.modules:
-        from distributed import default_client
-
-        try:
-            return max(1, sum(default_client().nthreads().values()))
-        except ValueError:  # no client
-            pass
-    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
-
-
 def _polygons(source: _Source, connectivity: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(component, class, geometry) in world coordinates, a group of chunks at a time, merged components last.
 
@@ -289,7 +275,7 @@ def _polygons(source: _Source, connectivity: int) -> Iterator[tuple[np.ndarray, 
         trace(i, v, origin, inner, connectivity, source.affine, source.backend.polygonize)
         for i, v, (origin, inner) in zip(ids, values, source.chunks, strict=True)
     ]
-    size = 4 * _workers()
+    size = 4 * workers()
     opened = []
     for first in range(0, len(tasks), size):
         for finished, still_open in dask.compute(*tasks[first : first + size]):

@@ -114,11 +114,13 @@ def test_chunking_and_schedulers_do_not_change_the_result():
         np.testing.assert_allclose(lazy.data.compute(scheduler="threads", num_workers=4), expected, atol=1e-5)
 
 
-def test_output_chunks_are_one_tile_tall_and_whole_tiles_wide():
+def test_output_chunks_end_where_rows_of_tiles_begin_and_are_whole_tiles_wide():
     lazy = predict(np.zeros((1, 100, 9000), np.float32), Counting(), tile_size=32, progress=False)
-    assert lazy.data.chunks == ((3,), (32, 32, 32, 4), (8192, 808))  # 256 tiles of 32 x 32: 2**18 pixels
+    assert lazy.data.chunks == ((3,), (24, 24, 24, 24, 4), (9000,))  # steps of 24; up to 2**18 pixels
+    lazy = predict(np.zeros((1, 100, 20000), np.float32), Counting(), tile_size=32, overlap=0.75, progress=False)
+    assert lazy.data.chunks == ((3,), (16,) * 6 + (4,), (16384, 3616))  # two steps of 8: half a tile
     lazy = predict(np.zeros((1, 70, 70, 70), np.float32), Counting(ndim=3), tile_size=64, progress=False)
-    assert lazy.data.chunks == ((3,), (64, 6), (64, 6), (64, 6))  # one tile is 2**18 voxels already
+    assert lazy.data.chunks == ((3,), (48, 22), (64, 6), (64, 6))  # 48 x 64 x 64 is near 2**18 voxels already
 
 
 def test_probabilities_and_labels():

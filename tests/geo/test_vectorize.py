@@ -154,7 +154,7 @@ def test_polygons_streamed_to_a_file_are_the_whole_image_polygons(tmp_path, suff
 
     from seamline_geo.polygons import write_polygon_batches
 
-    monkeypatch.setattr(sys.modules["seamline.vectorize"], "_workers", lambda: 1)  # groups of 4 chunks
+    monkeypatch.setattr(sys.modules["seamline.vectorize"], "workers", lambda: 1)  # groups of 4 chunks
     transform = Affine(30.0, 0.0, 478000.0, 0.0, -30.0, 3108140.0)
     array = donuts()
     array[::7, ::5] = 3  # small components inside chunks too
