@@ -11,7 +11,8 @@ Every measurement runs in its own child process, so that its peak RSS
   their baselines are equal; the table gives the ratio of time, of peak RSS and of peak
   RSS above that import baseline.
 - efficiency: time spent in the model alone on the same tiles (batched, pre-cut,
-  ``inference_mode``, torch on all threads) divided by seamline's end-to-end time (input
+  ``inference_mode``, torch on all threads, in the memory layout the engine runs it in:
+  channels-last for convolutional networks) divided by seamline's end-to-end time (input
   to Zarr store), with a U-Net-ResNet18 in 2D and a MONAI 3D U-Net; both in one process,
   alternated, best of two each.
 - memory growth: peak RSS predicting a 16384^2 raster (768^3 volume) into Zarr labels
@@ -143,14 +144,23 @@ def _run_seamline(image, model, job: dict) -> None:
 
 
 def _run_model(image, model, job: dict) -> float:
-    """Seconds spent in the model alone on seamline's tiles, cut and batched beforehand."""
+    """Seconds spent in the model alone on seamline's tiles, cut and batched beforehand.
+
+    The model runs as the engine runs it: in channels-last memory when it is convolutional.
+    """
     import torch
 
+    from seamline.devices import convolutional, placed
     from seamline.tiling import tile_grid
 
+    ndim = image.ndim - 1
     grid = tile_grid(image.shape[1:], job["tile"], job["overlap"])
     tiles = [np.array(image[(slice(None), *grid.slices(i))]) for i in grid]
     batches = [torch.from_numpy(np.stack(tiles[i : i + job["batch"]])) for i in range(0, len(tiles), job["batch"])]
+    if convolutional(model, ndim):
+        placed(model, torch.device("cpu"), channels_last=True, ndim=ndim)
+        layout = torch.channels_last if ndim == 2 else torch.channels_last_3d
+        batches = [batch.to(memory_format=layout) for batch in batches]
     with torch.inference_mode():
         start = time.perf_counter()
         for batch in batches:
