@@ -8,7 +8,9 @@ key: the model (it should reach each worker once), the tile sums that neighbouri
 output chunks share (``pieces``), input blocks (``from-zarr``), and anything else.
 Markers that order the tasks carry no data.
 
-Usage: ``python benchmarks/distributed.py [--size 8192] [--quick]``
+Usage: ``python benchmarks/cluster.py [--size 8192] [--quick]``
+
+(Not ``distributed.py``: run from this folder, that name would hide the dask.distributed package.)
 """
 
 from __future__ import annotations
