@@ -49,6 +49,7 @@ __all__ = [
     "resolve_device",
     "autocast",
     "convolutional",
+    "channels_last_refused",
     "placed",
     "turn",
     "Feeder",
@@ -62,6 +63,7 @@ __all__ = [
 _lock = threading.RLock()
 _device_locks: dict[str, threading.Lock] = {}
 _placed: weakref.WeakKeyDictionary[torch.nn.Module, tuple] = weakref.WeakKeyDictionary()
+_refuse_channels_last: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 #: The share of free GPU memory that ``batch_size=None`` fills with one batch.
 _MEMORY_SHARE = 0.4
 _MAX_AUTO_BATCH = 64
@@ -149,6 +151,25 @@ def convolutional(model: torch.nn.Module, ndim: int) -> bool:
     """
     kinds = (torch.nn.Conv2d, torch.nn.ConvTranspose2d) if ndim == 2 else (torch.nn.Conv3d, torch.nn.ConvTranspose3d)
     return any(isinstance(module, kinds) for module in model.modules())
+
+
+def channels_last_refused(model: torch.nn.Module, refused: bool = False) -> bool:
+    """Whether *model* failed in channels-last memory in this process (and, with *refused*, note that it did).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    refused : bool
+        Note that it failed so.
+
+    Returns
+    -------
+    bool
+    """
+    with _lock:
+        if refused:
+            _refuse_channels_last.add(model)
+        return model in _refuse_channels_last
 
 
 def _memory_format(ndim: int, channels_last: bool) -> torch.memory_format:
@@ -456,7 +477,6 @@ def auto_batch_size(
     device: str,
     amp: bool | None,
     default: int,
-    channels_last: bool = False,
 ) -> int:
     """Tiles per model call: sized from free memory on a GPU, *default* on the CPU.
 
@@ -477,8 +497,6 @@ def auto_batch_size(
         Mixed precision, as for :func:`autocast`.
     default : int
         The batch size on the CPU.
-    channels_last : bool
-        Run the model in channels-last memory (see :func:`placed`).
 
     Returns
     -------
@@ -487,8 +505,8 @@ def auto_batch_size(
     where = resolve_device(device)
     if where.type != "cuda":
         return default
-    module = placed(model, where, channels_last, len(tile_size))
-    feeder = Feeder(where, channels_last)
+    module = placed(model, where, False, len(tile_size))
+    feeder = Feeder(where)
     with turn(where):
         per_tile = _peak_memory(module, feeder.send(feeder.host((1, bands, *tile_size)).zero_()), where, amp)
         return int(np.clip(_free_memory(where) * _MEMORY_SHARE // per_tile, 1, _MAX_AUTO_BATCH))

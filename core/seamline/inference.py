@@ -59,17 +59,6 @@ def _channels(model: torch.nn.Module, bands: int, tile: tuple[int, ...], device:
         return run_batch(model, np.zeros((1, bands, *tile), np.float32), device, amp).shape[1]
 
 
-def _channels_last(model: torch.nn.Module, bands: int, tile: tuple[int, ...], device: str, amp: bool | None) -> bool:
-    """Whether the engine runs *model* in channels-last memory: a convolutional model that takes a tile so."""
-    if not convolutional(model, len(tile)):
-        return False
-    try:
-        run_batch(model, np.zeros((1, bands, *tile), np.float32), device, amp, channels_last=True)
-    except ModelError:
-        return False
-    return True
-
-
 def fit_tile(
     model: torch.nn.Module,
     shape: Sequence[int],
@@ -250,9 +239,9 @@ def predict(
         else (tile, _channels(model, image.channels, tile, device, amp))
     )
     grid = _grid(image, tile_size, overlap, fitted)
-    channels_last = _channels_last(model, image.channels, fitted, device, amp)
+    channels_last = convolutional(model, image.ndim)
     batch = (
-        auto_batch_size(model, image.channels, fitted, device, amp, BATCH_SIZE, channels_last)
+        auto_batch_size(model, image.channels, fitted, device, amp, BATCH_SIZE)
         if batch_size is None
         else int(batch_size)
     )

@@ -54,7 +54,8 @@ from tqdm import tqdm
 
 from ._chunks import workers
 from .blending import add_parts, add_tiles, weight_sum, window_tensor
-from .devices import Feeder, forward, placed, resolve_device, to_host, turn, worker_threads
+from .devices import Feeder, channels_last_refused, forward, placed, resolve_device, to_host, turn, worker_threads
+from .errors import ModelError
 from .gates import gated
 from .logits import label_dtype, most_likely, probabilities
 from .tiling import TileGrid, chunks_overlapping, intersection
@@ -205,7 +206,8 @@ def _tile_task(
     """
     region, missing = _read(blocks, masks, origins, lo, shape, job)
     where = resolve_device(job.device)
-    feeder = Feeder(where, job.channels_last)
+    layout = job.channels_last and not channels_last_refused(model)
+    feeder = Feeder(where, layout)
     tiles = [(r, start) for r, run in enumerate(runs) for start in run.starts]
     batches = [[tiles[i] for i in batch] for batch in _batches(len(tiles), job.batch_size)]
 
@@ -217,13 +219,22 @@ def _tile_task(
         return host
 
     hosts = [cut(b) for b in batches] if feeder.cuda else map(cut, batches)  # on a GPU, cut before taking it
-    module = placed(model, where, job.channels_last, len(job.tile_size))
+    module = placed(model, where, layout, len(job.tile_size))
     with turn(where), torch.inference_mode():
         window = feeder.window(window_tensor(job.tile_size, job.blend))
         absent = None if missing is None else feeder.send(torch.from_numpy(missing))
         parts = [[(p_lo, feeder.zeros((job.channels, *p_shape))) for p_lo, p_shape in run.parts] for run in runs]
         for batch, host in zip(batches, hosts, strict=True):
-            outputs = forward(module, feeder.send(host), where, job.amp)
+            sent = feeder.send(host) if layout else feeder.send(host).contiguous()
+            try:
+                outputs = forward(module, sent, where, job.amp)
+            except ModelError:
+                if not layout:
+                    raise
+                # a model that refuses channels-last memory (a view of its features) runs as it came
+                channels_last_refused(model, refused=True)
+                layout, module = False, placed(model, where, False, len(job.tile_size))
+                outputs = forward(module, sent.contiguous(), where, job.amp)
             if absent is not None:
                 for j, (_, start) in enumerate(batch):
                     outputs[j].masked_fill_(absent[_within(start, lo, job.tile_size)], math.nan)
