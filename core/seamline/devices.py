@@ -23,11 +23,12 @@ How tasks share the device (:func:`turn`):
   task reads its input and cuts its batches into pinned host memory, so dask's other
   threads prepare the next tasks while the GPU computes. Holding it, the task copies each
   batch on a second CUDA stream (``non_blocking``), so the copy of one batch overlaps the
-  model on the one before, and blends on the GPU (:class:`Feeder`).
+  model on the one before, and blends on the GPU (:class:`seamline.transfer.Feeder`).
 
-Every call that only CUDA can make lives in a small function of its own here
-(``_pinned``, ``_to``, ``_copy_stream``, ...), so the tests run the CUDA path's logic on
-the CPU with those calls replaced.
+Copies to and from the device are :mod:`seamline.transfer`'s. Every call that only CUDA
+can make is a small function of its own (``_autocast``, ``_peak_memory``,
+``_free_memory`` here; the copies' there), so the tests run the CUDA path's logic on the
+CPU with those calls replaced.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import transfer
 from .errors import ModelError
+from .transfer import Feeder, to_host
 
 __all__ = [
     "resolve_device",
@@ -52,9 +55,7 @@ __all__ = [
     "channels_last_refused",
     "placed",
     "turn",
-    "Feeder",
     "forward",
-    "to_host",
     "run_batch",
     "auto_batch_size",
     "worker_threads",
@@ -131,11 +132,6 @@ def worker_threads() -> int | None:
         return None
 
 
-def _to(value: Any, device: torch.device, non_blocking: bool = False) -> Any:
-    """``value.to(device)``: a module or a tensor (the tests replace it to stay on the CPU)."""
-    return value.to(device, non_blocking=non_blocking)
-
-
 def convolutional(model: torch.nn.Module, ndim: int) -> bool:
     """Whether *model* has convolutions over *ndim* spatial axes (so channels-last memory may speed it up).
 
@@ -202,7 +198,7 @@ def placed(model: torch.nn.Module, device: torch.device, channels_last: bool = F
         weight = next(model.parameters(), None)  # the user may have moved the model since
         wanted = (device, channels_last, ndim)
         if _placed.get(model) != wanted or (weight is not None and weight.device.type != device.type):
-            _to(model, device)
+            transfer._to(model, device)
             model.to(memory_format=_memory_format(ndim, channels_last))
             _placed[model] = wanted
     return model
@@ -247,134 +243,6 @@ def turn(device: torch.device) -> Iterator[None]:
     torch.get_num_threads()  # a fresh thread sets torch's thread count on first use: do it before limiting
     with openmp.limit(limits=1):
         yield
-
-
-def _pinned(shape: tuple[int, ...]) -> torch.Tensor:
-    """Page-locked host memory, which a GPU copies from without waiting."""
-    return torch.empty(shape, dtype=torch.float32, pin_memory=True)
-
-
-def _zeros(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    return torch.zeros(shape, dtype=torch.float32, device=device)
-
-
-def _copy_stream(device: torch.device) -> Any:
-    return torch.cuda.Stream(device)
-
-
-def _on_stream(stream: Any) -> contextlib.AbstractContextManager:
-    return torch.cuda.stream(stream)
-
-
-def _after_copy(tensor: torch.Tensor, device: torch.device, stream: Any) -> None:
-    """Make the compute stream wait for a copy made on *stream*, and keep its memory until used."""
-    current = torch.cuda.current_stream(device)
-    current.wait_stream(stream)
-    tensor.record_stream(current)
-
-
-class Feeder:
-    """Host batches to the device: pinned and copied on a second stream on CUDA, shared on the CPU.
-
-    Parameters
-    ----------
-    device : torch.device
-        Where the model runs.
-
-    Examples
-    --------
-    >>> feeder = Feeder(torch.device("cpu"))
-    >>> host = feeder.host((2, 1, 8, 8))  # cut tiles into host[...]
-    >>> feeder.send(host).shape
-    torch.Size([2, 1, 8, 8])
-    """
-
-    def __init__(self, device: torch.device, channels_last: bool = False) -> None:
-        self.device = device
-        self.cuda = device.type == "cuda"
-        self.channels_last = channels_last
-        self._stream: Any = None
-
-    def host(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """A float32 host buffer ``(N, C, *tile)`` to cut a batch into (page-locked on CUDA).
-
-        With ``channels_last`` its memory is ``(N, *tile, C)``, as the model takes it.
-
-        Parameters
-        ----------
-        shape : tuple of int
-
-        Returns
-        -------
-        torch.Tensor
-        """
-        order = (0, *range(2, len(shape)), 1) if self.channels_last else tuple(range(len(shape)))
-        stored = tuple(shape[i] for i in order)
-        buffer = _pinned(stored) if self.cuda else torch.empty(stored, dtype=torch.float32)
-        return buffer.permute(*(order.index(i) for i in range(len(shape))))
-
-    def send(self, batch: torch.Tensor) -> torch.Tensor:
-        """The batch on the device; on CUDA the copy runs on its own stream without blocking.
-
-        Parameters
-        ----------
-        batch : torch.Tensor
-            From :meth:`host`.
-
-        Returns
-        -------
-        torch.Tensor
-        """
-        if not self.cuda:
-            return batch
-        if self._stream is None:
-            self._stream = _copy_stream(self.device)
-        with _on_stream(self._stream):
-            moved = _to(batch, self.device, non_blocking=True)
-        _after_copy(moved, self.device, self._stream)
-        return moved
-
-    def zeros(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """A float32 accumulator on the device.
-
-        Parameters
-        ----------
-        shape : tuple of int
-
-        Returns
-        -------
-        torch.Tensor
-        """
-        return _zeros(shape, self.device) if self.cuda else torch.zeros(shape, dtype=torch.float32)
-
-    def window(self, window: torch.Tensor) -> torch.Tensor:
-        """A CPU tensor (the weight window) on the device.
-
-        Parameters
-        ----------
-        window : torch.Tensor
-
-        Returns
-        -------
-        torch.Tensor
-        """
-        return _to(window, self.device) if self.cuda else window
-
-
-def to_host(tensor: torch.Tensor) -> np.ndarray:
-    """A tensor's values as a NumPy array (shared with it on the CPU, copied from a GPU).
-
-    Parameters
-    ----------
-    tensor : torch.Tensor
-
-    Returns
-    -------
-    numpy.ndarray
-    """
-    if tensor.device.type != "cpu":
-        tensor = _to(tensor, torch.device("cpu"))
-    return tensor.numpy()
 
 
 def forward(model: torch.nn.Module, batch: torch.Tensor, device: torch.device, amp: bool | None) -> torch.Tensor:

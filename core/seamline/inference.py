@@ -37,7 +37,8 @@ from .devices import auto_batch_size, convolutional, run_batch
 from .errors import InputError, ModelError
 from .image import Image
 from .logits import label_dtype
-from .runs import Job, graph, output_chunks
+from .runs import graph, output_chunks
+from .tasks import Job
 from .tiling import TileGrid, tile_grid, tile_sizes
 
 __all__ = ["predict", "fit_tile", "OUTPUTS", "MIN_TILE_PIXELS"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from seamline import devices
+from seamline import devices, transfer
 from seamline.inference import predict
 
 
@@ -26,14 +26,14 @@ class FakeCuda:
         self.lock = threading.Lock()
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_, **__: bf16)
-        monkeypatch.setattr(devices, "_to", self.to)
-        monkeypatch.setattr(devices, "_pinned", lambda shape: self.note("pinned", shape) or torch.empty(shape))
+        monkeypatch.setattr(transfer, "_to", self.to)
+        monkeypatch.setattr(transfer, "_pinned", lambda shape: self.note("pinned", shape) or torch.empty(shape))
         monkeypatch.setattr(
-            devices, "_zeros", lambda shape, device: self.note("zeros", str(device)) or torch.zeros(shape)
+            transfer, "_zeros", lambda shape, device: self.note("zeros", str(device)) or torch.zeros(shape)
         )
-        monkeypatch.setattr(devices, "_copy_stream", lambda device: self.note("stream", str(device)) or "copy-stream")
-        monkeypatch.setattr(devices, "_on_stream", lambda stream: self.note("on", stream) or contextlib.nullcontext())
-        monkeypatch.setattr(devices, "_after_copy", lambda tensor, device, stream: self.note("wait", stream))
+        monkeypatch.setattr(transfer, "_copy_stream", lambda device: self.note("stream", str(device)) or "copy-stream")
+        monkeypatch.setattr(transfer, "_on_stream", lambda stream: self.note("on", stream) or contextlib.nullcontext())
+        monkeypatch.setattr(transfer, "_after_copy", lambda tensor, device, stream: self.note("wait", stream))
         monkeypatch.setattr(
             devices, "_autocast", lambda kind, dtype: self.note("autocast", kind, dtype) or contextlib.nullcontext()
         )
