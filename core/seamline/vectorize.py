@@ -204,20 +204,25 @@ def _merge(
     borders: tuple[np.ndarray, np.ndarray],
     affine: np.ndarray,
     batches: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Step 3: one geometry per component id from its open pieces, batches of components in parallel.
 
     Pieces meet on whole pixel edges with integer vertices, so once those edges are noded
-    the union is a coverage union: exact, and much faster than a general overlay.
+    the union is a coverage union: exact, and much faster than a general overlay. The
+    batches come a few at a time (as many as dask runs at once), each as it is made.
     """
     order = np.argsort(ids, kind="stable")
     ids, classes, pieces = ids[order], classes[order], pieces[order]
     unique, starts = np.unique(ids, return_index=True)
     groups = np.split(pieces, starts[1:]) if len(pieces) else []
-    bounds = np.linspace(0, len(groups), batches + 1).astype(int)
-    tasks = [dask.delayed(_union_groups)(groups[a:b], *borders, affine) for a, b in itertools.pairwise(bounds)]
-    merged = np.concatenate([np.empty(0, dtype=object), *dask.compute(*tasks)])
-    return unique, classes[starts], merged
+    del pieces
+    bounds = list(itertools.pairwise(np.linspace(0, len(groups), batches + 1).astype(int)))
+    union = dask.delayed(_union_groups, pure=False)
+    at_once = workers()
+    for first in range(0, len(bounds), at_once):
+        done = dask.compute(*[union(groups[a:b], *borders, affine) for a, b in bounds[first : first + at_once]])
+        for (a, b), merged in zip(bounds[first : first + at_once], done, strict=True):
+            yield unique[a:b], classes[starts[a:b]], merged
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,7 +280,7 @@ def _polygons(source: _Source, connectivity: int) -> Iterator[tuple[np.ndarray, 
         trace(i, v, origin, inner, connectivity, source.affine, source.backend.polygonize)
         for i, v, (origin, inner) in zip(ids, values, source.chunks, strict=True)
     ]
-    size = 4 * workers()
+    size = 2 * workers()
     opened = []
     for first in range(0, len(tasks), size):
         for finished, still_open in dask.compute(*tasks[first : first + size]):
@@ -283,7 +288,7 @@ def _polygons(source: _Source, connectivity: int) -> Iterator[tuple[np.ndarray, 
             yield finished
     pieces = [np.concatenate([part[k] for part in opened]) for k in range(3)]
     del opened
-    yield _merge(*pieces, source.borders, source.affine, batches=max(1, len(tasks) // 4))
+    yield from _merge(*pieces, source.borders, source.affine, batches=max(1, len(tasks) // 4))
 
 
 def _columns(
