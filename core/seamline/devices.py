@@ -194,12 +194,19 @@ def placed(model: torch.nn.Module, device: torch.device, channels_last: bool = F
     torch.nn.Module
         The same module, on *device*.
     """
+    layout = _memory_format(ndim, channels_last)
     with _lock:
-        weight = next(model.parameters(), None)  # the user may have moved the model since
+        # the user (or the trainer) may have moved the model or changed its layout since
+        weight = next(model.parameters(), None)
+        kernel = next((p for p in model.parameters() if p.ndim == ndim + 2), None)
         wanted = (device, channels_last, ndim)
-        if _placed.get(model) != wanted or (weight is not None and weight.device.type != device.type):
+        if (
+            _placed.get(model) != wanted
+            or (weight is not None and weight.device.type != device.type)
+            or (kernel is not None and not kernel.is_contiguous(memory_format=layout))
+        ):
             transfer._to(model, device)
-            model.to(memory_format=_memory_format(ndim, channels_last))
+            model.to(memory_format=layout)
             _placed[model] = wanted
     return model
 
