@@ -1,19 +1,27 @@
-"""Tiled vectorizing vs whole-image ``rasterio.features.shapes`` on a large multi-class mask.
+"""Tiled vectorizing vs whole-image ``rasterio.features.shapes`` on large multi-class masks.
 
-Writes a synthetic multi-class label raster (smoothed noise cut into classes: many
-components, holes, components spanning many chunks) as a tiled GeoTIFF, then vectorizes
-it twice, each in its own child process so that peak memory is measured cleanly:
+For each size, writes a synthetic multi-class label raster (smoothed noise cut into
+classes: many components, holes, components spanning many chunks) as a tiled GeoTIFF,
+then vectorizes it four ways, each in its own child process so that peak memory is
+measured cleanly:
 
-- **whole image**: read the raster, ``rasterio.features.shapes`` over it, shapely polygons;
-- **seamline**: ``seamline.vectorize(seamline.open(path, chunks=...))`` on dask with
-  N worker threads.
+- **whole image, in memory**: read the raster, ``rasterio.features.shapes`` over it,
+  shapely polygons (what a user would write);
+- **whole image, to a file**: the same, then a GeoDataFrame written to GeoParquet;
+- **seamline, in memory**: ``seamline.vectorize(seamline.open(path, chunks=...))`` on
+  dask with N threads (one sorted GeoDataFrame);
+- **seamline, to a file**: ``seamline.vectorize_batches`` streamed to GeoParquet by
+  ``write_polygon_batches``, a group of chunks at a time.
 
-It checks that both give identical polygons (normalized WKB and class, compared through
-per-polygon digests) and prints the time ratio (goal <= 1.0 with 2 workers) and the
-peak-memory ratio (goal <= 0.5), both as whole-process peaks and as growth over the
-process's memory after imports.
+It checks that all give identical polygons (normalized WKB and class, compared through
+per-polygon digests; the files are read back after the peak is taken) and prints time
+ratios (goal <= 0.6) and peak-RSS ratios (goal <= 0.5, streaming to a file), both as
+whole-process peaks and as growth over the process's memory after imports.
 
-Usage: ``python benchmarks/vectorize.py [--size 8192] [--chunk 1024] [--workers 2]``
+GDAL's polygonize holds the GIL, so on dask's threaded scheduler chunks are traced one at
+a time; ``--scheduler processes`` traces them in parallel worker processes.
+
+Usage: ``python benchmarks/vectorize.py [--sizes 8192 16384] [--chunk 1024] [--workers 2]``
 """
 
 from __future__ import annotations
@@ -83,52 +91,73 @@ def digests(classes: np.ndarray, geometries: np.ndarray) -> np.ndarray:
     return np.sort(np.array(out, dtype=np.uint64))
 
 
-def run_whole(path: str) -> tuple[np.ndarray, np.ndarray]:
+def run_whole(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    import geopandas as gpd
     import rasterio
     import rasterio.features
     import shapely.geometry
 
     with rasterio.open(path) as ds:
-        array, transform = ds.read(1), ds.transform
+        array, transform, crs = ds.read(1), ds.transform, ds.crs
     pairs = [
         (int(v), shapely.geometry.shape(g))
         for g, v in rasterio.features.shapes(array, mask=array != 0, transform=transform)
     ]
-    return np.array([c for c, _ in pairs]), np.array([g for _, g in pairs], dtype=object)
+    classes, geometries = np.array([c for c, _ in pairs]), np.array([g for _, g in pairs], dtype=object)
+    if target is None:
+        return classes, geometries
+    del pairs, array
+    gpd.GeoDataFrame({"class_id": classes}, geometry=geometries, crs=crs).to_parquet(target)
+    return None
 
 
-def run_tiled(path: str, chunk: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
+def run_tiled(path: str, target: str | None, chunk: int, workers: int, scheduler: str) -> tuple | None:
     import dask
 
     import seamline
+    from seamline_geo.polygons import write_polygon_batches
 
-    with dask.config.set(scheduler="threads", num_workers=workers):
+    with dask.config.set(scheduler=scheduler, num_workers=workers):
+        if target is not None:
+            write_polygon_batches(seamline.vectorize_batches(seamline.open(path, chunks=chunk)), target)
+            return None
         frame = seamline.vectorize(seamline.open(path, chunks=chunk))
     return frame["class_id"].to_numpy(), frame.geometry.to_numpy()
 
 
-def child(mode: str, path: str, out: str, chunk: int, workers: int) -> None:
-    """Run one side in this (child) process and report time and memory as JSON on stdout."""
-    if mode == "whole":
+def child(mode: str, path: str, out: str, chunk: int, workers: int, scheduler: str) -> None:
+    """Run one way in this (child) process and report time and memory as JSON on stdout."""
+    import geopandas as gpd
+
+    if mode.startswith("whole"):
         import rasterio.features  # noqa: F401 - imports are not timed
         import shapely  # noqa: F401
     else:
         import seamline
 
         seamline.plugins.registry("readers")
+        seamline.plugins.registry("writers")
+    target = out + ".parquet" if mode.endswith("file") else None
     baseline = rss_mb()
     start = time.perf_counter()
-    classes, geometries = run_whole(path) if mode == "whole" else run_tiled(path, chunk, workers)
+    run = run_whole(path, target) if mode.startswith("whole") else run_tiled(path, target, chunk, workers, scheduler)
     seconds = time.perf_counter() - start
     peak = peak_mb()
+    if run is None:  # read the file back, after the peak was taken
+        frame = gpd.read_parquet(target)
+        run = frame["class_id"].to_numpy(), frame.geometry.to_numpy()
+    classes, geometries = run
     np.save(out, digests(classes, geometries))
     print(json.dumps({"seconds": seconds, "peak_mb": peak, "baseline_mb": baseline, "polygons": len(geometries)}))
 
 
-def measure(mode: str, path: Path, chunk: int, workers: int, folder: Path) -> dict:
+MODES = ("whole", "whole-file", "tiled", "tiled-file")
+
+
+def measure(mode: str, path: Path, folder: Path, options: argparse.Namespace) -> dict:
     out = folder / f"{mode}.npy"
     args = [sys.executable, __file__, "--child", mode, "--path", str(path), "--out", str(out)]
-    args += ["--chunk", str(chunk), "--workers", str(workers)]
+    args += ["--chunk", str(options.chunk), "--workers", str(options.workers), "--scheduler", options.scheduler]
     done = subprocess.run(args, check=True, capture_output=True, text=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["digests"] = np.load(out)
@@ -137,41 +166,42 @@ def measure(mode: str, path: Path, chunk: int, workers: int, folder: Path) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=8192)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8192, 16384])
     parser.add_argument("--classes", type=int, default=5)
     parser.add_argument("--chunk", type=int, default=1024)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--child", choices=["whole", "tiled"])
+    parser.add_argument("--scheduler", choices=["threads", "processes"], default="threads")
+    parser.add_argument("--child", choices=MODES)
     parser.add_argument("--path")
     parser.add_argument("--out")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.path, args.out, args.chunk, args.workers)
+        child(args.child, args.path, args.out, args.chunk, args.workers, args.scheduler)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        path = folder / "mask.tif"
-        make_mask(path, args.size, args.classes)
-        whole = measure("whole", path, args.chunk, args.workers, folder)
-        tiled = measure("tiled", path, args.chunk, args.workers, folder)
-    identical = np.array_equal(whole["digests"], tiled["digests"])
-    grow_whole = whole["peak_mb"] - whole["baseline_mb"]
-    grow_tiled = tiled["peak_mb"] - tiled["baseline_mb"]
-    print(
-        f"mask {args.size}x{args.size}, {args.classes} classes (0 = background), chunks {args.chunk}, "
-        f"{args.workers} workers, {whole['polygons']} polygons"
-    )
-    print(f"{'':28}{'whole image':>14}{'seamline':>14}{'ratio':>10}{'goal':>9}")
-    print(
-        f"{'time (s)':28}{whole['seconds']:14.2f}{tiled['seconds']:14.2f}"
-        f"{tiled['seconds'] / whole['seconds']:10.2f}{'<= 1.0':>9}"
-    )
-    print(
-        f"{'peak RSS (MB)':28}{whole['peak_mb']:14.0f}{tiled['peak_mb']:14.0f}"
-        f"{tiled['peak_mb'] / whole['peak_mb']:10.2f}{'<= 0.5':>9}"
-    )
-    print(f"{'peak RSS over imports (MB)':28}{grow_whole:14.0f}{grow_tiled:14.0f}{grow_tiled / grow_whole:10.2f}")
-    print(f"identical polygons: {identical} ({len(tiled['digests'])} vs {len(whole['digests'])})")
+    print(f"{args.classes} classes (0 = background), chunks {args.chunk}, {args.workers} {args.scheduler}")
+    print(f"{'measure':<46}{'ratio':>7}{'goal':>8}  detail")
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            path = folder / "mask.tif"
+            make_mask(path, size, args.classes)
+            runs = {mode: measure(mode, path, folder, args) for mode in MODES}
+        whole = runs["whole"]
+        for mode in MODES[1:]:
+            assert np.array_equal(runs[mode]["digests"], whole["digests"]), f"{mode}: polygons differ"
+        for target, ours, theirs in (("in memory", "tiled", "whole"), ("to GeoParquet", "tiled-file", "whole-file")):
+            a, b = runs[ours], runs[theirs]
+            grow = [r["peak_mb"] - r["baseline_mb"] for r in (a, b)]
+            name = f"vectorize {size}^2 {target}"
+            print(
+                f"{name + ': time':<46}{a['seconds'] / b['seconds']:>7.2f}{'<= 0.6':>8}  "
+                f"{a['seconds']:.1f} s / {b['seconds']:.1f} s ({whole['polygons']} polygons, identical)"
+            )
+            print(
+                f"{name + ': peak RSS':<46}{a['peak_mb'] / b['peak_mb']:>7.2f}"
+                f"{'<= 0.5' if target != 'in memory' else '':>8}  "
+                f"{a['peak_mb']:.0f} MB / {b['peak_mb']:.0f} MB; above imports {grow[0]:.0f} MB / {grow[1]:.0f} MB"
+            )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from .io import open, open_stac, save
 from .show import show  # eager, like vectorize: a submodule of the same name would shadow a lazy function
 from .stack import stack  # eager, like show
 from .terrain import terrain  # eager, like show
-from .vectorize import vectorize
+from .vectorize import vectorize, vectorize_batches
 
 try:
     __version__ = version("seamline")
@@ -33,6 +33,7 @@ __all__ = [
     "stack",
     "predict",
     "vectorize",
+    "vectorize_batches",
     "label",
     "train",
     "evaluate",

@@ -10,6 +10,8 @@ two inputs meet (:func:`matched_pair`).
 from __future__ import annotations
 
 import itertools
+import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -20,7 +22,7 @@ import numpy as np
 from .errors import InputError
 from .image import Image, check_same_grid
 
-__all__ = ["spatial_array", "matched_pair", "like_input", "neighbours", "chunk_origins", "map_chunks"]
+__all__ = ["spatial_array", "matched_pair", "like_input", "neighbours", "chunk_origins", "map_chunks", "workers"]
 
 T = TypeVar("T")
 
@@ -188,3 +190,20 @@ def map_chunks(
         for chunk, more in zip(zip(*blocks, strict=True), extra, strict=True)
     ]
     return list(dask.compute(*tasks))
+
+
+def workers() -> int:
+    """How many tasks the dask scheduler in use runs at once (the threads of a distributed client's workers).
+
+    Returns
+    -------
+    int
+    """
+    if "distributed" in sys.modules:
+        from distributed import default_client
+
+        try:
+            return max(1, sum(default_client().nthreads().values()))
+        except ValueError:  # no client
+            pass
+    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)

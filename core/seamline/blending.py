@@ -4,9 +4,19 @@ Every tile's output is multiplied by the same *weight window* (large in the midd
 small at the borders) and the weighted outputs are summed; each voxel is then divided by
 the sum of the weights that reached it. That sum depends only on where tiles go and on
 the window, never on the model, so any region of the output can be finished as soon as
-the tiles that overlap it have run: :func:`blend_region` does exactly this for one region.
-Weighted outputs may be summed in any grouping first (:func:`accumulate`), for example
-over a run of neighbouring tiles, which is smaller than the tiles themselves.
+the tiles that overlap it have run.
+
+Sums are made in two steps, in an order fixed by tile placement alone:
+
+1. :func:`add_tiles` adds the weighted outputs of a *run* of tiles, tile after tile,
+   into parts (boxes that together cover the run), in place;
+2. :func:`add_parts` adds the parts that overlap one region of the output, part after
+   part, into that region.
+
+:func:`weight_sum` repeats exactly these two steps on the window alone. A voxel's
+weighted sum and its weight sum are therefore built by the same additions in the same
+order, so a model that returns 1 everywhere blends to exactly 1, and no grouping of tiles
+into batches or tasks can change a bit of the result.
 
 Windows (all ``float32``; the first three floored at ``1e-3`` like MONAI's ``compute_importance_map``):
 
@@ -27,20 +37,24 @@ Windows (all ``float32``; the first three floored at ``1e-3`` like MONAI's ``com
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 from .defaults import BLEND
 from .errors import InputError
 from .tiling import intersection
 
-__all__ = ["BLENDS", "weight_window", "weight_sum", "accumulate", "blend_region"]
+__all__ = ["BLENDS", "weight_window", "window_tensor", "add_tiles", "add_parts", "weight_sum"]
 
 BLENDS = ("gaussian", "cosine", "constant", "nnunet")
 _FLOOR = 1e-3
 _SIGMA_SCALE = 0.125
+
+#: A box: its first voxel and its shape.
+Box = tuple[tuple[int, ...], tuple[int, ...]]
 
 
 def _profile(size: int, blend: str) -> np.ndarray:
@@ -97,91 +111,143 @@ def weight_window(tile_size: tuple[int, ...], blend: str = BLEND) -> np.ndarray:
     return window
 
 
-def weight_sum(
-    starts: Iterable[Sequence[int]], window: np.ndarray, lo: Sequence[int], shape: Sequence[int]
-) -> np.ndarray:
-    """Sum the weight windows of tiles over a region.
+@functools.lru_cache(maxsize=8)
+def window_tensor(tile_size: tuple[int, ...], blend: str = BLEND) -> torch.Tensor:
+    """:func:`weight_window` as a CPU tensor (cached; do not modify it).
 
     Parameters
     ----------
-    starts : iterable of sequence of int
-        Where each tile starts (tiles that miss the region add nothing).
-    window : numpy.ndarray
-        The weight window, shaped like a tile.
-    lo : sequence of int
-        The region's first voxel.
-    shape : sequence of int
-        The region's shape.
+    tile_size : tuple of int
+    blend : str
+
+    Returns
+    -------
+    torch.Tensor
+    """
+    return torch.from_numpy(weight_window(tile_size, blend).copy())
+
+
+def _cut(start: Sequence[int], size: Sequence[int], lo: Sequence[int], shape: Sequence[int]) -> tuple | None:
+    """:func:`~seamline.tiling.intersection`, or None where the box and the region do not meet."""
+    inside, region = intersection(start, size, lo, shape)
+    if any(s.start == s.stop for s in inside):
+        return None
+    return inside, region
+
+
+def add_tiles(
+    parts: Sequence[tuple[Sequence[int], torch.Tensor]],
+    starts: Sequence[Sequence[int]],
+    window: torch.Tensor,
+    outputs: torch.Tensor | None = None,
+) -> None:
+    """Add weighted tile outputs into parts, in place, one tile after the other.
+
+    Parameters
+    ----------
+    parts : sequence of (lo, tensor)
+        Accumulators shaped ``(C, *box)`` and the first voxel of their box.
+    starts : sequence of sequence of int
+        Where each tile starts, in the parts' coordinates, in the order to add them.
+    window : torch.Tensor
+        The weight window, shaped like a tile, on the parts' device.
+    outputs : torch.Tensor, optional
+        The tiles' outputs, ``(len(starts), C, *tile)``. Without them the window itself
+        is added (into one-channel parts): the weight sum of the same tiles.
+    """
+    tile = tuple(window.shape)
+    for index, start in enumerate(starts):
+        for lo, part in parts:
+            cut = _cut(start, tile, lo, part.shape[1:])
+            if cut is None:
+                continue
+            inside, region = cut
+            target = part[(slice(None), *region)]
+            if outputs is None:
+                target.add_(window[inside])
+            else:
+                target.addcmul_(outputs[index][(slice(None), *inside)], window[inside])
+
+
+def add_parts(
+    pieces: Sequence[tuple[Sequence[int], np.ndarray]], lo: Sequence[int], shape: Sequence[int]
+) -> np.ndarray:
+    """Add parts into one region, in place, one part after the other.
+
+    Parameters
+    ----------
+    pieces : sequence of (lo, values)
+        Parts shaped ``(C, *box)`` (from :func:`add_tiles`) and their first voxel.
+    lo, shape : sequence of int
+        The region's first voxel and spatial shape, in the parts' coordinates.
 
     Returns
     -------
     numpy.ndarray
-        ``float32`` sums shaped *shape*.
+        ``float32``, shaped ``(C, *shape)``; zero where no part reaches.
     """
-    total = np.zeros(tuple(shape), dtype=np.float32)
-    for start in starts:
-        inside, region = intersection(start, window.shape, lo, shape)
-        total[region] += window[inside]
-    return total
-
-
-def accumulate(
-    pieces: Iterable[tuple[Sequence[int], np.ndarray]], lo: Sequence[int], shape: Sequence[int]
-) -> np.ndarray:
-    """Sum weighted outputs over a region.
-
-    Parameters
-    ----------
-    pieces : iterable of (start, values)
-        Weighted outputs shaped ``(C, *box)`` (one tile, or the sum over a run of tiles)
-        and the first voxel of their box; the parts outside the region are ignored.
-    lo : sequence of int
-        The region's first voxel, in the pieces' coordinates.
-    shape : sequence of int
-        The region's spatial shape.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float32``, shaped ``(C, *shape)``.
-    """
-    total = None
+    total = np.zeros((pieces[0][1].shape[0], *shape), dtype=np.float32)
     for start, values in pieces:
-        if total is None:
-            total = np.zeros((values.shape[0], *shape), dtype=np.float32)
-        inside, region = intersection(start, values.shape[1:], lo, shape)
-        total[(slice(None), *region)] += values[(slice(None), *inside)]
+        cut = _cut(start, values.shape[1:], lo, shape)
+        if cut is not None:
+            inside, region = cut
+            total[(slice(None), *region)] += values[(slice(None), *inside)]
     return total
 
 
-def blend_region(
-    pieces: Sequence[tuple[Sequence[int], np.ndarray]],
-    starts: Iterable[Sequence[int]],
-    window: np.ndarray,
+@functools.lru_cache(maxsize=16)
+def _cached_weight_sum(
+    tile_size: tuple[int, ...], blend: str, runs: tuple[tuple[Box, tuple[tuple[int, ...], ...]], ...], shape: tuple
+) -> np.ndarray:
+    window = window_tensor(tile_size, blend)
+    pieces = []
+    for (lo, size), starts in runs:
+        part = torch.zeros((1, *size), dtype=torch.float32)
+        add_tiles([(lo, part)], starts, window)
+        pieces.append((lo, part.numpy()))
+    total = add_parts(pieces, (0,) * len(shape), shape)[0]
+    total.setflags(write=False)
+    return total
+
+
+def weight_sum(
+    runs: Sequence[tuple[Box, Sequence[Sequence[int]]]],
+    tile_size: Sequence[int],
+    blend: str,
     lo: Sequence[int],
     shape: Sequence[int],
 ) -> np.ndarray:
-    """Blend weighted outputs into one region of the output.
+    """The weight sum over a region, added in the same order as the weighted outputs.
 
     Parameters
     ----------
-    pieces : sequence of (start, values)
-        Outputs already multiplied by *window*, as for :func:`accumulate`; together they
-        hold every tile that overlaps the region.
-    starts : iterable of sequence of int
-        The starts of the tiles that overlap the region, for the weight sum.
-    window : numpy.ndarray
-        The weight window the outputs were multiplied by.
-    lo : sequence of int
-        The region's first voxel, in the tiles' coordinates.
-    shape : sequence of int
-        The region's spatial shape.
+    runs : sequence of (box, starts)
+        The parts that reach the region, in the order :func:`add_parts` adds them: each
+        part's box ``(lo, shape)`` and the starts of the tiles added into it, in order.
+    tile_size : sequence of int
+        The tile's shape.
+    blend : str
+        The weight window.
+    lo, shape : sequence of int
+        The region's first voxel and spatial shape.
 
     Returns
     -------
     numpy.ndarray
-        ``float32``, shaped ``(C, *shape)``: the weighted sum divided by the weight sum.
+        ``float32`` sums shaped *shape* (read-only: regions laid out alike share it).
     """
-    total = accumulate(pieces, lo, shape)
-    total /= weight_sum(starts, window, lo, shape)
-    return total
+    relative = []
+    for (start, size), starts in runs:
+        # only the part of a box inside the region matters; the cut keeps every addition
+        cut = _cut(start, size, lo, shape)
+        if cut is None:
+            continue
+        box_lo = tuple(r.start for r in cut[1])
+        box_size = tuple(r.stop - r.start for r in cut[1])
+        moved = tuple(
+            tuple(t - low for t, low in zip(s, lo, strict=True))
+            for s in starts
+            if _cut(tuple(t - low for t, low in zip(s, lo, strict=True)), tile_size, box_lo, box_size) is not None
+        )
+        relative.append(((box_lo, box_size), moved))
+    return _cached_weight_sum(tuple(int(t) for t in tile_size), blend, tuple(relative), tuple(int(s) for s in shape))

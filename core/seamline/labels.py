@@ -23,13 +23,14 @@ Connectivity is a neighbour count, in the user's terms: 4 (default) or 8 in 2D, 
 from __future__ import annotations
 
 import math
+import uuid
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import scipy.ndimage as ndi
 import skimage.measure
+from dask.highlevelgraph import HighLevelGraph
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -78,7 +79,7 @@ def _label_chunk(chunk: np.ndarray, footprint: np.ndarray, by_value: bool) -> tu
         rank = int(np.abs(np.argwhere(footprint) - 1).sum(axis=1).max())
         labels, count = skimage.measure.label(chunk, background=0, connectivity=rank, return_num=True)
     else:
-        labels, count = ndi.label(chunk != 0, structure=footprint)
+        labels, count = ndi.label(chunk, structure=footprint)  # non-zero (NaN too) is foreground
     return labels, int(count)
 
 
@@ -166,12 +167,10 @@ def _lookup_table(pairs: np.ndarray, total: int) -> tuple[np.ndarray, int]:
     return table, count - 1
 
 
-def _relabel_chunk(
-    chunk: np.ndarray, table: np.ndarray, footprint: np.ndarray, by_value: bool, dtype: Any
-) -> np.ndarray:
+def _relabel_chunk(chunk: np.ndarray, table: np.ndarray, footprint: np.ndarray, by_value: bool) -> np.ndarray:
     """Step 3 on one chunk: label it again and look its numbers up in its table slice."""
     labels, _ = _label_chunk(chunk, footprint, by_value)
-    return table.astype(dtype, copy=False)[labels]
+    return np.take(table, labels)
 
 
 def label(image: Any, *, connectivity: int | None = None, by_value: bool = False) -> tuple[Any, int]:
@@ -219,21 +218,21 @@ def label(image: Any, *, connectivity: int | None = None, by_value: bool = False
     """
     array = spatial_array(image, "image")
     footprint = structure(array.ndim, connectivity)
-    blocks = array.to_delayed()
+    grid = array.numblocks
     summaries = map_chunks(_faces, array, footprint=footprint, by_value=by_value)
-    counts = np.array([count for count, _ in summaries], dtype=np.int64).reshape(blocks.shape)
-    faces = np.empty(blocks.shape, dtype=object)
-    for index, (_, chunk_faces) in zip(np.ndindex(blocks.shape), summaries, strict=True):
+    counts = np.array([count for count, _ in summaries], dtype=np.int64).reshape(grid)
+    faces = np.empty(grid, dtype=object)
+    for index, (_, chunk_faces) in zip(np.ndindex(grid), summaries, strict=True):
         faces[index] = chunk_faces
-    offsets = (np.cumsum(counts.ravel()) - counts.ravel()).reshape(blocks.shape)
+    offsets = (np.cumsum(counts.ravel()) - counts.ravel()).reshape(grid)
     total = int(counts.sum())
     table, count = _lookup_table(_equivalences(faces, offsets, footprint, by_value), total)
     dtype = np.int32 if count < np.iinfo(np.int32).max else np.int64
-    pieces = np.empty(blocks.shape, dtype=object)
-    for index in np.ndindex(blocks.shape):
+    name = f"label-{uuid.uuid4().hex}"
+    layer = {}
+    for index in np.ndindex(grid):
         start = offsets[index]
-        chunk_table = np.concatenate([[0], table[start + 1 : start + counts[index] + 1]])
-        shape = tuple(array.chunks[axis][i] for axis, i in enumerate(index))
-        task = dask.delayed(_relabel_chunk)(blocks[index], chunk_table, footprint, by_value, dtype)
-        pieces[index] = da.from_delayed(task, shape, dtype=dtype)
-    return like_input(da.block(pieces.tolist()), image), count
+        chunk_table = np.concatenate([[0], table[start + 1 : start + counts[index] + 1]]).astype(dtype)
+        layer[(name, *index)] = (_relabel_chunk, (array.name, *index), chunk_table, footprint, by_value)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[array])
+    return like_input(da.Array(graph, name, array.chunks, dtype=dtype), image), count

@@ -30,7 +30,7 @@ import numpy as np
 from .defaults import OVERLAP
 from .errors import InputError
 
-__all__ = ["TileGrid", "tile_grid", "per_axis", "intersection", "chunks_overlapping", "PLACEMENTS"]
+__all__ = ["TileGrid", "tile_grid", "tile_sizes", "per_axis", "intersection", "chunks_overlapping", "PLACEMENTS"]
 
 PLACEMENTS = ("monai", "nnunet")
 
@@ -63,6 +63,34 @@ def per_axis(value: int | float | Sequence, ndim: int, name: str) -> tuple:
     return (value,) * ndim
 
 
+def tile_sizes(value: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+    """Return a tile size as one positive integer per axis, refusing anything but integers.
+
+    Parameters
+    ----------
+    value : int or sequence of int
+        One size for every axis, or one per axis (Python or NumPy integers).
+    ndim : int
+        The number of spatial axes.
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    InputError
+        If a size is not an integer (``1.5``, ``"256"``, ``True``), is below 1, or the
+        sequence does not have *ndim* entries.
+    """
+    sizes = per_axis(value, ndim, "tile_size")
+    if not all(isinstance(t, int | np.integer) and not isinstance(t, bool | np.bool_) for t in sizes):
+        raise InputError(f"tile_size must be whole numbers of pixels, got {value!r}")
+    if any(t < 1 for t in sizes):
+        raise InputError(f"tile_size must be positive, got {[int(t) for t in sizes]}")
+    return tuple(int(t) for t in sizes)
+
+
 @dataclasses.dataclass(frozen=True)
 class TileGrid:
     """The tiles covering an image, in padded coordinates.
@@ -78,12 +106,17 @@ class TileGrid:
         repeats a start where its step is under one voxel, as nnU-Net does).
     padding : tuple of int
         Per axis, the padding before the image (non-zero only where it is shorter than a tile).
+    steps : tuple of int
+        Per axis, the scan interval: how far each tile starts from the one before (but
+        the last, which ends flush with the far edge); with nnU-Net's placement, the
+        even spacing of its starts, rounded down.
     """
 
     shape: tuple[int, ...]
     tile_size: tuple[int, ...]
     starts: tuple[tuple[int, ...], ...]
     padding: tuple[int, ...]
+    steps: tuple[int, ...]
 
     @property
     def padded_shape(self) -> tuple[int, ...]:
@@ -150,8 +183,12 @@ class TileGrid:
         return list(itertools.product(*ranges))
 
 
+def _interval(size: int, tile: int, overlap: float) -> int:
+    return tile if tile == size else max(int(tile * (1 - overlap)), 1)
+
+
 def _axis_starts(size: int, tile: int, overlap: float) -> tuple[int, ...]:
-    interval = tile if tile == size else max(int(tile * (1 - overlap)), 1)
+    interval = _interval(size, tile, overlap)
     count = next(d for d in range(math.ceil(size / interval)) if d * interval + tile >= size) + 1
     return tuple(min(d * interval, size - tile) for d in range(count))
 
@@ -160,6 +197,11 @@ def _spread_starts(size: int, tile: int, overlap: float) -> tuple[int, ...]:
     count = math.ceil((size - tile) / (tile * (1 - overlap))) + 1
     spacing = (size - tile) / (count - 1) if count > 1 else 0.0
     return tuple(int(np.round(spacing * d)) for d in range(count))
+
+
+def _spread_interval(size: int, tile: int, overlap: float) -> int:
+    starts = _spread_starts(size, tile, overlap)
+    return tile if len(starts) == 1 else max(1, (size - tile) // (len(starts) - 1))
 
 
 def tile_grid(
@@ -191,8 +233,8 @@ def tile_grid(
     Raises
     ------
     InputError
-        If the tile size is not positive, the overlap is outside ``[0, 1)`` or the
-        placement is unknown.
+        If the tile size is not a positive integer, the overlap is outside ``[0, 1)`` or
+        the placement is unknown.
 
     Examples
     --------
@@ -202,21 +244,23 @@ def tile_grid(
     ((0, 23, 46),)
     """
     ndim = len(shape)
-    tiles = tuple(int(t) for t in per_axis(tile_size, ndim, "tile_size"))
-    overlaps = tuple(float(o) for o in per_axis(overlap, ndim, "overlap"))
-    if any(t < 1 for t in tiles):
-        raise InputError(f"tile_size must be positive, got {list(tiles)}")
+    tiles = tile_sizes(tile_size, ndim)
+    overlaps = per_axis(overlap, ndim, "overlap")
+    if not all(isinstance(o, int | float | np.integer | np.floating) and not isinstance(o, bool) for o in overlaps):
+        raise InputError(f"overlap must be a number, got {overlap!r}")
+    overlaps = tuple(float(o) for o in overlaps)
     if any(not 0 <= o < 1 for o in overlaps):
         raise InputError(f"overlap must be in [0, 1), got {list(overlaps)}")
     if placement not in PLACEMENTS:
         raise InputError(f"placement must be one of {', '.join(PLACEMENTS)}; got {placement!r}")
-    starts = _axis_starts if placement == "monai" else _spread_starts
+    starts, interval = (_axis_starts, _interval) if placement == "monai" else (_spread_starts, _spread_interval)
     padded = [max(int(s), t) for s, t in zip(shape, tiles, strict=True)]
     return TileGrid(
         shape=tuple(int(s) for s in shape),
         tile_size=tiles,
         starts=tuple(starts(p, t, o) for p, t, o in zip(padded, tiles, overlaps, strict=True)),
         padding=tuple((p - int(s)) // 2 for p, s in zip(padded, shape, strict=True)),
+        steps=tuple(interval(p, t, o) for p, t, o in zip(padded, tiles, overlaps, strict=True)),
     )
 
 

@@ -13,6 +13,11 @@ pieces of a polygon cut by chunk borders meet exactly:
    is a coverage union, exact and fast. The vertices left in the middle of straight edges
    are dropped (whole-image tracing has none), and only then is the image's affine applied.
 
+Chunks are traced a group at a time, and only the pieces still open are kept from one
+group to the next: :func:`vectorize_batches` hands each group's finished polygons on as
+they come (a writer appends them to a file), so the polygons never all sit in memory;
+:func:`vectorize` gathers them into one sorted table.
+
 Tracing a chunk and building the final table need rasterio and geopandas, which the core
 never imports: a plugin provides them through the ``seamline_vector_backend`` hook.
 """
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dask
@@ -29,13 +34,13 @@ import dask.array as da
 import numpy as np
 import shapely
 
-from ._chunks import chunk_origins, map_chunks, spatial_array
+from ._chunks import chunk_origins, spatial_array, workers
 from .errors import InputError
 from .image import Image
 from .labels import label
 from .plugins import call_hook
 
-__all__ = ["VectorBackend", "vectorize"]
+__all__ = ["VectorBackend", "vectorize", "vectorize_batches"]
 
 #: The affine of a bare array: world ``(x, y)`` = pixel ``(col, row)``, as rasterio's identity.
 PIXEL_AFFINE = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
@@ -199,20 +204,110 @@ def _merge(
     borders: tuple[np.ndarray, np.ndarray],
     affine: np.ndarray,
     batches: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Step 3: one geometry per component id from its open pieces, batches of components in parallel.
 
     Pieces meet on whole pixel edges with integer vertices, so once those edges are noded
-    the union is a coverage union: exact, and much faster than a general overlay.
+    the union is a coverage union: exact, and much faster than a general overlay. The
+    batches come a few at a time (as many as dask runs at once), each as it is made.
     """
     order = np.argsort(ids, kind="stable")
     ids, classes, pieces = ids[order], classes[order], pieces[order]
     unique, starts = np.unique(ids, return_index=True)
     groups = np.split(pieces, starts[1:]) if len(pieces) else []
-    bounds = np.linspace(0, len(groups), batches + 1).astype(int)
-    tasks = [dask.delayed(_union_groups)(groups[a:b], *borders, affine) for a, b in itertools.pairwise(bounds)]
-    merged = np.concatenate([np.empty(0, dtype=object), *dask.compute(*tasks)])
-    return unique, classes[starts], merged
+    del pieces
+    bounds = list(itertools.pairwise(np.linspace(0, len(groups), batches + 1).astype(int)))
+    union = dask.delayed(_union_groups, pure=False)
+    at_once = workers()
+    for first in range(0, len(bounds), at_once):
+        done = dask.compute(*[union(groups[a:b], *borders, affine) for a, b in bounds[first : first + at_once]])
+        for (a, b), merged in zip(bounds[first : first + at_once], done, strict=True):
+            yield unique[a:b], classes[starts[a:b]], merged
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """A label raster ready to trace: its components, classes, chunk layout and where it lies."""
+
+    ids: da.Array
+    values: da.Array
+    chunks: list[tuple[tuple[int, int], tuple[bool, bool, bool, bool]]]
+    borders: tuple[np.ndarray, np.ndarray]
+    affine: np.ndarray
+    crs: Any
+    names: dict
+    backend: VectorBackend
+
+
+def _source(labels: Any, connectivity: int) -> _Source:
+    array = spatial_array(labels)
+    if array.ndim != 2 or not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
+        raise InputError(f"vectorize takes a 2D integer label raster, got {array.dtype} of shape {array.shape}")
+    if connectivity not in (4, 8):
+        raise InputError(f"connectivity must be 4 or 8, got {connectivity!r}")
+    backend = _backend()
+    meta = labels.meta if isinstance(labels, Image) else {}
+    nodata = meta.get("nodata")
+    values = array
+    if nodata is not None and np.isfinite(nodata):
+        values = da.where(array == nodata, 0, array)
+    ids, _ = label(values, connectivity=connectivity, by_value=True)
+    rows, cols = (np.cumsum((0, *sizes[:-1])) for sizes in ids.chunks)
+    chunks = []
+    for (r, c), (h, w) in zip(chunk_origins(ids.chunks), itertools.product(*ids.chunks), strict=True):
+        chunks.append(((r, c), (r > 0, r + h < ids.shape[0], c > 0, c + w < ids.shape[1])))
+    return _Source(
+        ids=ids,
+        values=values.rechunk(ids.chunks),
+        chunks=chunks,
+        borders=(rows[1:].astype(float), cols[1:].astype(float)),
+        affine=labels.affine if isinstance(labels, Image) else PIXEL_AFFINE,
+        crs=labels.crs if isinstance(labels, Image) else None,
+        names=meta.get("class_names") or {},
+        backend=backend,
+    )
+
+
+def _polygons(source: _Source, connectivity: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(component, class, geometry) in world coordinates, a group of chunks at a time, merged components last.
+
+    Only the pieces still open (components that cross a chunk border) are kept from one
+    group to the next, so the polygons never all sit in memory at once.
+    """
+    ids, values = source.ids.to_delayed().ravel(), source.values.to_delayed().ravel()
+    trace = dask.delayed(_trace_chunk, pure=False)
+    tasks = [
+        trace(i, v, origin, inner, connectivity, source.affine, source.backend.polygonize)
+        for i, v, (origin, inner) in zip(ids, values, source.chunks, strict=True)
+    ]
+    size = 2 * workers()
+    opened = []
+    for first in range(0, len(tasks), size):
+        for finished, still_open in dask.compute(*tasks[first : first + size]):
+            opened.append(still_open)
+            yield finished
+    pieces = [np.concatenate([part[k] for part in opened]) for k in range(3)]
+    del opened
+    yield from _merge(*pieces, source.borders, source.affine, batches=max(1, len(tasks) // 4))
+
+
+def _columns(
+    class_id: np.ndarray, geometry: np.ndarray, names: dict, simplify: float | None, min_area: float
+) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
+    """Simplify, drop the small, and measure: which rows stay, their columns and their geometries."""
+    if simplify:
+        geometry = shapely.simplify(geometry, simplify, preserve_topology=True)
+    area = shapely.area(geometry)
+    keep = area >= min_area
+    geometry, class_id = geometry[keep], class_id[keep]
+    present, where = np.unique(class_id, return_inverse=True)
+    columns: dict[str, Any] = {
+        "class_id": class_id,
+        "class_name": np.array([str(names.get(int(c), int(c))) for c in present], dtype=object)[where],
+        "area": area[keep],
+        "perimeter": shapely.length(geometry),
+    }
+    return keep, columns, geometry
 
 
 def vectorize(
@@ -262,56 +357,68 @@ def vectorize(
     Notes
     -----
     The labels are read more than once (components, then polygons); a lazy prediction is
-    best saved and reopened (or persisted) first, or the model runs for each read.
+    best saved and reopened (or persisted) first, or the model runs for each read. To
+    write the polygons to a file, :func:`vectorize_batches` holds far less memory.
     """
-    array = spatial_array(labels)
-    if array.ndim != 2 or not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
-        raise InputError(f"vectorize takes a 2D integer label raster, got {array.dtype} of shape {array.shape}")
-    if connectivity not in (4, 8):
-        raise InputError(f"connectivity must be 4 or 8, got {connectivity!r}")
-    backend = _backend()
-    meta = labels.meta if isinstance(labels, Image) else {}
-    affine = labels.affine if isinstance(labels, Image) else PIXEL_AFFINE
-    nodata = meta.get("nodata")
-    values = array
-    if nodata is not None and np.isfinite(nodata):
-        values = da.where(array == nodata, 0, array)
-    ids, _ = label(values, connectivity=connectivity, by_value=True)
-    rows, cols = (np.cumsum((0, *sizes[:-1])) for sizes in ids.chunks)
-    values = values.rechunk(ids.chunks)
-    chunks = []
-    for (r, c), (h, w) in zip(chunk_origins(ids.chunks), itertools.product(*ids.chunks), strict=True):
-        chunks.append(((r, c), (r > 0, r + h < ids.shape[0], c > 0, c + w < ids.shape[1])))
-    traced = map_chunks(
-        _trace_chunk,
-        ids,
-        values,
-        per_chunk=chunks,
-        connectivity=connectivity,
-        affine=affine,
-        polygonize=backend.polygonize,
+    source = _source(labels, connectivity)
+    component, class_id, geometry = (
+        np.concatenate(parts) for parts in zip(*_polygons(source, connectivity), strict=True)
     )
-    finished = [np.concatenate([t[0][k] for t in traced]) for k in range(3)]
-    opened = [np.concatenate([t[1][k] for t in traced]) for k in range(3)]
-    del traced
-    borders = (rows[1:].astype(float), cols[1:].astype(float))
-    merged = _merge(*opened, borders, affine, batches=max(1, len(chunks) // 4))
-    component, class_id, geometry = (np.concatenate([a, b]) for a, b in zip(finished, merged, strict=True))
-    if simplify:
-        geometry = shapely.simplify(geometry, simplify, preserve_topology=True)
-    area = shapely.area(geometry)
-    keep = area >= min_area
-    order = np.lexsort((component[keep], class_id[keep]))
-    geometry, class_id = geometry[keep][order], class_id[keep][order]
-    names = meta.get("class_names") or {}
-    present, where = np.unique(class_id, return_inverse=True)
-    columns: dict[str, Any] = {
-        "class_id": class_id,
-        "class_name": np.array([str(names.get(int(c), int(c))) for c in present], dtype=object)[where],
-        "area": area[keep][order],
-        "perimeter": shapely.length(geometry),
-    }
+    keep, columns, geometry = _columns(class_id, geometry, source.names, simplify, min_area)
+    order = np.lexsort((component[keep], columns["class_id"]))
+    columns = {name: column[order] for name, column in columns.items()}
     if instances:
         columns["instance_id"] = np.arange(1, len(geometry) + 1)
-    crs = labels.crs if isinstance(labels, Image) else None
-    return backend.to_frame(columns, geometry, crs)
+    return source.backend.to_frame(columns, geometry[order], source.crs)
+
+
+def vectorize_batches(
+    labels: Any,
+    *,
+    connectivity: int = 4,
+    simplify: float | None = None,
+    min_area: float = 0,
+    instances: bool = False,
+) -> Iterator[Any]:
+    """The polygons of :func:`vectorize`, as tables of a few chunks each, made one after the other.
+
+    The polygons are the same, but they come as they are finished (the components that
+    lie in a group of chunks, then those merged across chunk borders), not sorted, and
+    the ones already yielded are not kept: a writer that appends each table to a file
+    holds a few chunks' polygons at a time, never all of them.
+
+    Parameters
+    ----------
+    labels : Image, numpy.ndarray or dask.array.Array
+        As for :func:`vectorize`.
+    connectivity : {4, 8}
+        As for :func:`vectorize`.
+    simplify : float, optional
+        As for :func:`vectorize`.
+    min_area : float
+        As for :func:`vectorize`.
+    instances : bool
+        Number the polygons 1..n in the order they come.
+
+    Yields
+    ------
+    geopandas.GeoDataFrame
+        The columns of :func:`vectorize`; at least one table, maybe empty.
+
+    Raises
+    ------
+    InputError
+        If the labels are not 2D integers or the connectivity is not 4 or 8.
+    PluginError
+        If no plugin provides a polygon backend.
+    """
+    source = _source(labels, connectivity)
+    written, tables = 0, 0
+    for _, class_id, geometry in _polygons(source, connectivity):
+        _, columns, geometry = _columns(class_id, geometry, source.names, simplify, min_area)
+        if tables and not len(geometry):
+            continue
+        if instances:
+            columns["instance_id"] = np.arange(written + 1, written + len(geometry) + 1)
+        written, tables = written + len(geometry), tables + 1
+        yield source.backend.to_frame(columns, geometry, source.crs)

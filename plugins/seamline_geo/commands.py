@@ -53,7 +53,7 @@ def vectorize_command(
     from seamline.errors import InputError, about
 
     from .formats import check_vector_path
-    from .polygons import write_polygons
+    from .polygons import write_polygon_batches
 
     check_vector_path(out)
     check_writable(out, overwrite=overwrite)
@@ -63,12 +63,12 @@ def vectorize_command(
     if band is not None and band > image.channels:
         raise InputError(f"has no band {band} (it has {image.channels})", labels)
     with about(labels):
-        frame = seamline.vectorize(
+        tables = seamline.vectorize_batches(
             image[(band or 1) - 1],
             connectivity=int(connectivity),
             simplify=simplify,
             min_area=min_area,
             instances=instances,
         )
-    write_polygons(frame, out, overwrite=overwrite)
-    click.echo(f"wrote {out} ({len(frame)} polygons, {frame['class_id'].nunique()} classes)")
+        polygons, classes = write_polygon_batches(tables, out, overwrite=overwrite)
+    click.echo(f"wrote {out} ({polygons} polygons, {classes} classes)")

@@ -5,7 +5,9 @@ module is the backend it asks for through the ``seamline_vector_backend`` hook:
 :func:`polygonize` traces one chunk with ``rasterio.features.shapes`` (GDAL's polygonize)
 in pixel coordinates, and :func:`to_frame` builds the GeoDataFrame, adding geodesic
 areas in square metres when the CRS is geographic. :func:`write_polygons` saves a table to
-a single-file format (GeoPackage, FlatGeobuf, GeoJSON or GeoParquet), atomically;
+a single-file format (GeoPackage, FlatGeobuf, GeoJSON or GeoParquet), atomically, and
+:func:`write_polygon_batches` writes the tables of :func:`seamline.vectorize_batches` as
+they come, so that a large vectorization never holds all its polygons;
 :func:`polygons_output` is the ``--polygons`` product of ``seamline predict``, and
 :func:`check_polygons_output` vets its path and input before any work.
 """
@@ -13,6 +15,7 @@ a single-file format (GeoPackage, FlatGeobuf, GeoJSON or GeoParquet), atomically
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import warnings
 from array import array as float_buffer
@@ -22,6 +25,10 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pyogrio
 import pyproj
 import rasterio.features
 import shapely
@@ -31,7 +38,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from seamline.atomic import atomic_output
 from seamline.errors import InputError
 from seamline.image import Image
-from seamline.vectorize import VectorBackend, vectorize
+from seamline.vectorize import VectorBackend, vectorize_batches
 
 from .formats import check_vector_path
 
@@ -39,7 +46,15 @@ from .formats import check_vector_path
 # filter, not catch_warnings: tracing runs in threads, and catch_warnings is not thread-safe.
 warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio.features")
 
-__all__ = ["backend", "polygonize", "to_frame", "write_polygons", "polygons_output", "check_polygons_output"]
+__all__ = [
+    "backend",
+    "polygonize",
+    "to_frame",
+    "write_polygons",
+    "write_polygon_batches",
+    "polygons_output",
+    "check_polygons_output",
+]
 
 
 def _from_geojson(shapes: Iterable[tuple[dict, float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -143,6 +158,84 @@ def write_polygons(frame: gpd.GeoDataFrame, path: str | os.PathLike, *, overwrit
             frame.to_file(tmp, driver=driver, engine="pyogrio", layer=Path(path).stem)
 
 
+def _geo_metadata(crs: Any) -> bytes:
+    """GeoParquet 1.0 file metadata for a WKB ``geometry`` column of polygons of any type."""
+    projjson = None if crs is None else pyproj.CRS.from_user_input(crs).to_json_dict()
+    column = {"encoding": "WKB", "geometry_types": [], "crs": projjson}
+    return json.dumps({"version": "1.0.0", "primary_column": "geometry", "columns": {"geometry": column}}).encode()
+
+
+def _arrow(table: gpd.GeoDataFrame) -> pa.Table:
+    columns = {name: table[name].to_numpy() for name in table.columns if name != "geometry"}
+    columns["geometry"] = pa.array(shapely.to_wkb(table.geometry.to_numpy()), type=pa.binary())
+    return pa.table(columns)
+
+
+def write_polygon_batches(
+    tables: Iterable[gpd.GeoDataFrame], path: str | os.PathLike, *, overwrite: bool = False
+) -> tuple[int, int]:
+    """Write tables of polygons (:func:`seamline.vectorize_batches`) into one vector file, as they come.
+
+    GeoPackage and GeoParquet files grow table by table, so only one table is in memory
+    at a time; FlatGeobuf (whose spatial index needs every feature) and GeoJSON gather
+    the tables and write once. A GeoPackage layer takes any geometry type (polygons and
+    multipolygons as they are). The file appears at *path* only once complete.
+
+    Parameters
+    ----------
+    tables : iterable of geopandas.GeoDataFrame
+        Tables with the same columns and CRS; at least one.
+    path : str or os.PathLike
+        ``.gpkg``, ``.parquet`` (GeoParquet), ``.fgb``, ``.geojson`` or ``.json``.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    (int, int)
+        The number of polygons written, and of classes among them.
+
+    Raises
+    ------
+    InputError
+        If the suffix is not one of those.
+    OutputExistsError
+        If *path* exists and *overwrite* is false.
+    """
+    driver = check_vector_path(path)
+    rows, classes = 0, set()
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        if driver not in ("GPKG", None):
+            frame = pd.concat(list(tables), ignore_index=True)
+            frame.to_file(tmp, driver=driver, engine="pyogrio", layer=Path(path).stem)
+            return len(frame), frame["class_id"].nunique()
+        writer = None
+        try:
+            for table in tables:
+                rows += len(table)
+                classes.update(table["class_id"].tolist())
+                if driver == "GPKG":
+                    pyogrio.write_dataframe(
+                        table,
+                        tmp,
+                        layer=Path(path).stem,
+                        driver="GPKG",
+                        geometry_type="Unknown",
+                        append=writer is not None,
+                    )
+                    writer = True
+                else:
+                    arrow = _arrow(table)
+                    if writer is None:
+                        schema = arrow.schema.with_metadata({b"geo": _geo_metadata(table.crs)})
+                        writer = pq.ParquetWriter(tmp, schema)
+                    writer.write_table(arrow.cast(writer.schema))
+        finally:
+            if isinstance(writer, pq.ParquetWriter):
+                writer.close()
+    return rows, len(classes)
+
+
 def polygons_output(
     labels: Image, path: str | os.PathLike, *, image: Image | None = None, overwrite: bool = False
 ) -> None:
@@ -159,7 +252,7 @@ def polygons_output(
     overwrite : bool
         Replace an existing file.
     """
-    write_polygons(vectorize(labels), path, overwrite=overwrite)
+    write_polygon_batches(vectorize_batches(labels), path, overwrite=overwrite)
 
 
 def check_polygons_output(path: str | os.PathLike, image: Image) -> None:

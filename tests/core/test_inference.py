@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import time
+import warnings
+
 import dask
 import dask.array as da
 import numpy as np
@@ -52,15 +56,29 @@ CASES = [
 ]
 
 
+def fitted(shape, tile):
+    """The tile the engine runs for a model that takes any size: shrunk to the image where longer."""
+    tile = (tile,) * (len(shape) - 1) if isinstance(tile, int) else tile
+    return tuple(min(t, s) for t, s in zip(tile, shape[1:], strict=True))
+
+
 @pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5, 0.75])
 @pytest.mark.parametrize(("shape", "tile"), CASES)
 def test_equals_monai_gaussian(shape, tile, overlap):
     x = np.random.default_rng(1).random(shape, dtype=np.float32)
     model = Counting(shape[0], 3, len(shape) - 1)
-    expected = monai(x, model, tile, overlap)
+    expected = monai(x, model, fitted(shape, tile), overlap)
     result = run(x, model, tile_size=tile, overlap=overlap)
     assert result.dtype == np.float32 and result.shape == expected.shape
     np.testing.assert_allclose(result, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("shape", "tile"), [CASES[2], CASES[3]])
+def test_without_fitting_small_images_are_padded_as_monai_pads_them(shape, tile):
+    x = np.random.default_rng(1).random(shape, dtype=np.float32)
+    model = Counting(shape[0], 3, len(shape) - 1)
+    expected = monai(x, model, tile, 0.25)
+    np.testing.assert_allclose(run(x, model, tile_size=tile, overlap=0.25, fit=False), expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize(("shape", "tile"), [CASES[1], CASES[4]])
@@ -95,11 +113,13 @@ def test_chunking_and_schedulers_do_not_change_the_result():
         np.testing.assert_allclose(lazy.data.compute(scheduler="threads", num_workers=4), expected, atol=1e-5)
 
 
-def test_output_chunks_are_one_tile_tall_and_whole_tiles_wide():
+def test_output_chunks_end_where_rows_of_tiles_begin_and_are_whole_tiles_wide():
     lazy = predict(np.zeros((1, 100, 9000), np.float32), Counting(), tile_size=32, progress=False)
-    assert lazy.data.chunks == ((3,), (32, 32, 32, 4), (8192, 808))  # 256 tiles of 32 x 32: 2**18 pixels
+    assert lazy.data.chunks == ((3,), (24, 24, 24, 24, 4), (9000,))  # steps of 24; up to 2**18 pixels
+    lazy = predict(np.zeros((1, 100, 20000), np.float32), Counting(), tile_size=32, overlap=0.75, progress=False)
+    assert lazy.data.chunks == ((3,), (16,) * 6 + (4,), (16384, 3616))  # two steps of 8: half a tile
     lazy = predict(np.zeros((1, 70, 70, 70), np.float32), Counting(ndim=3), tile_size=64, progress=False)
-    assert lazy.data.chunks == ((3,), (64, 6), (64, 6), (64, 6))  # one tile is 2**18 voxels already
+    assert lazy.data.chunks == ((3,), (48, 22), (64, 6), (64, 6))  # 48 x 64 x 64 is near 2**18 voxels already
 
 
 def test_probabilities_and_labels():
@@ -134,7 +154,7 @@ def test_result_keeps_affine_crs_and_meta():
     result = predict(image, Counting(1, 2), tile_size=16, output="labels", progress=False)
     np.testing.assert_array_equal(result.affine, affine)
     assert result.crs == "EPSG:32645"
-    assert result.meta == {"class_names": {0: "ice", 1: "rock"}, "anchor": "corner"}
+    assert result.meta == {"class_names": {0: "ice", 1: "rock"}, "anchor": "corner", "nodata": 255}
 
 
 @pytest.mark.parametrize("how", [-9999.0, float("nan"), "mask"])
@@ -217,3 +237,125 @@ def test_devices_and_mixed_precision_on_cpu():
     model = Counting(1, 2)
     full = run(x, model, tile_size=16, device="cpu")
     np.testing.assert_allclose(run(x, model, tile_size=16, device="cpu", amp=True), full, atol=0.05)
+
+
+class NeedsMultiple(torch.nn.Module):
+    """A 1x1 convolution that refuses tiles whose sides are not multiples of 32 (as smp's U-Nets do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 1)
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(s % 32 for s in x.shape[2:]):
+            raise RuntimeError(f"sides must be multiples of 32, got {tuple(x.shape[2:])}")
+        if x.shape[0]:
+            self.shapes.append(tuple(x.shape[2:]))
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("tile", [1.5, "256", True, (16.0, 16), [16, "16"]])
+def test_tile_sizes_are_whole_numbers(tile):
+    with pytest.raises(InputError, match="tile_size"):
+        predict(np.zeros((1, 32, 32), np.float32), torch.nn.Conv2d(1, 2, 1), tile_size=tile)
+
+
+def test_numpy_integers_are_tile_sizes_and_tiny_tiles_are_refused():
+    x = np.random.default_rng(9).random((1, 40, 40), dtype=np.float32)
+    model = Counting(1, 2)
+    np.testing.assert_array_equal(run(x, model, tile_size=np.int64(16)), run(x, model, tile_size=16))
+    np.testing.assert_array_equal(run(x, model, tile_size=(np.int32(16), 16)), run(x, model, tile_size=16))
+    with pytest.raises(InputError, match="at least 64"):
+        predict(x, model, tile_size=4)
+    slices = predict(np.zeros((1, 12, 12, 3), np.float32), Counting(ndim=3), tile_size=(8, 8, 1), progress=False)
+    assert slices.data.compute().shape == (3, 12, 12, 3)  # slice-wise tiles stay possible
+
+
+def test_a_tile_larger_than_the_image_shrinks_to_it_padded_to_the_models_multiple():
+    x = np.random.default_rng(10).random((1, 100, 70), dtype=np.float32)
+    model = NeedsMultiple()
+    result = run(x, model, tile_size=5000)
+    assert set(model.shapes) == {(128, 96)}  # 100 -> 128 and 70 -> 96: multiples of 32, one tile
+    expected = monai(x, model, (128, 96), 0.25)
+    np.testing.assert_allclose(result, expected, atol=1e-6)
+    model.shapes = []
+    run(x, model, tile_size=(64, 5000))  # only the longer axis shrinks
+    assert set(model.shapes) == {(64, 96)}
+
+
+def test_a_one_pixel_image_finishes_in_about_a_second():
+    from seamline.unet import UNet
+
+    model = UNet(1, 3, spatial_dims=2)
+    start = time.perf_counter()
+    result = predict(np.ones((1, 1, 1), np.float32), model, tile_size=256, output="labels", progress=False)
+    assert result.data.compute().shape == (1, 1, 1)
+    assert time.perf_counter() - start < 3  # was 34 s: a 256 x 256 tile padded, 131,000 tasks
+
+
+def test_high_overlap_warns_with_the_tile_count():
+    with pytest.warns(UserWarning, match=r"2025 tiles of \[16, 16\] hold 144 times"):
+        predict(np.zeros((1, 60, 60), np.float32), Counting(), tile_size=16, overlap=0.95, progress=False)
+
+
+def test_batch_size_changes_no_bit():
+    x = np.random.default_rng(11).random((2, 150, 130), dtype=np.float32)
+    model = Counting(2, 3)
+    results = [run(x, model, tile_size=32, overlap=0.5, batch_size=b) for b in (8, 5, 3, 2)]
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+
+
+class Constant(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(x[:, :1]).repeat(1, 2, *(1,) * (x.ndim - 2))
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.5, 0.9, 0.97])
+@pytest.mark.parametrize("blend", ["gaussian", "cosine", "constant"])
+def test_a_constant_model_blends_to_exactly_one(overlap, blend):
+    x = np.zeros((1, 70, 55), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # high overlap warns
+        result = run(x, Constant(), tile_size=(16, 24), overlap=overlap, blend=blend)
+    assert np.abs(result - 1).max() <= 1e-6
+    np.testing.assert_array_equal(result, 1.0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_input_pixels_are_nodata_without_a_declared_nodata(bad):
+    x = np.random.default_rng(12).random((2, 40, 50), dtype=np.float32)
+    x[1, 5:9, 10:20] = bad  # one band is enough
+    missing = np.zeros((40, 50), bool)
+    missing[5:9, 10:20] = True
+    model = Counting(2, 3)
+    expected = monai(np.where(missing, 0, x), model, 16, 0.25)
+    scores = predict(x, model, tile_size=16, progress=False)
+    values = scores.data.compute()
+    assert np.isnan(scores.meta["nodata"]) and np.isnan(values[:, missing]).all()
+    np.testing.assert_allclose(values[:, ~missing], expected[:, ~missing], atol=1e-5)
+    labels = predict(x, model, tile_size=16, output="labels", progress=False).data.compute()[0]
+    assert (labels[missing] == 255).all() and (labels[~missing] == expected.argmax(0)[~missing]).all()
+
+
+class NaNInAStripe(torch.nn.Module):
+    """Class scores 0 and 1, except NaN and infinity in columns 10-14 of every tile that holds them."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.stack([x[:, 0], 1 - x[:, 0]], 1)
+        out[..., 10:12] = math.nan
+        out[:, 1, ..., 12:15] = math.inf
+        return out
+
+
+def test_a_models_non_finite_output_is_nodata_with_a_warning_counting_pixels():
+    x = np.random.default_rng(13).random((1, 30, 40), dtype=np.float32)
+    x[0, :, 0] = np.nan  # input nodata is not the model's doing
+    with pytest.warns(UserWarning, match=r"the model returned NaN or infinity at 150 pixels"):
+        labels = predict(x, NaNInAStripe(), tile_size=(30, 40), output="labels", progress=False).data.compute()
+    assert (labels[0][:, 10:15] == 255).all() and (labels[0][:, 0] == 255).all()
+    assert (labels[0][:, 15:] < 2).all()
+    with pytest.warns(UserWarning, match="at 150 pixels"):
+        scores = predict(x, NaNInAStripe(), tile_size=(30, 40), progress=False).data.compute()
+    assert np.isnan(scores[:, :, 10:15]).all() and np.isfinite(scores[:, :, 15:]).all()

@@ -54,14 +54,15 @@ def test_smp_folder_equals_smp_from_pretrained_on_tiles(tmp_path, architecture, 
         expected = theirs(tiles)
     expected = expected[0] if isinstance(expected, tuple) else expected  # masks, labels with aux_params
     options = {"tile_size": 64, "overlap": 0.5, "blend": "constant", "progress": False}
+    # seamline runs convolutions in channels-last memory: other kernels, float32 rounding apart
     if kwargs.get("activation") is None:  # smp gives the scores: on the overlap (columns 32..63) their mean
         scores = bundle.predict(image, **options, output="scores").data.compute()
         both = (expected[0, :, :, 32:] + expected[1, :, :, :32]).numpy() / 2
-        np.testing.assert_allclose(scores[:, :, 32:64], both, atol=1e-5)
+        np.testing.assert_allclose(scores[:, :, 32:64], both, rtol=1e-4, atol=1e-4)
         expected = as_probabilities(expected, kwargs["classes"])
     ours = bundle.predict(image, **options, output="probabilities").data.compute()
-    np.testing.assert_allclose(ours[:, :, :32], expected[0, :, :, :32].numpy(), atol=1e-6)
-    np.testing.assert_allclose(ours[:, :, 64:], expected[1, :, :, 32:].numpy(), atol=1e-6)
+    np.testing.assert_allclose(ours[:, :, :32], expected[0, :, :, :32].numpy(), atol=2e-5)
+    np.testing.assert_allclose(ours[:, :, 64:], expected[1, :, :, 32:].numpy(), atol=2e-5)
 
 
 def test_smp_folders_seamline_does_not_follow(tmp_path):

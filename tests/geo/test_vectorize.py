@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import dask.array as da
@@ -145,3 +146,43 @@ def test_without_the_geo_plugin_vectorize_says_what_is_missing(monkeypatch, fres
     monkeypatch.setenv(fresh_plugins.ENV_VAR, "core")
     with pytest.raises(seamline.PluginError, match="geo plugin"):
         seamline.vectorize(np.ones((4, 4), np.uint8))
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".parquet", ".fgb"])
+def test_polygons_streamed_to_a_file_are_the_whole_image_polygons(tmp_path, suffix, monkeypatch):
+    import geopandas as gpd
+
+    from seamline_geo.polygons import write_polygon_batches
+
+    monkeypatch.setattr(sys.modules["seamline.vectorize"], "workers", lambda: 1)  # groups of 4 chunks
+    transform = Affine(30.0, 0.0, 478000.0, 0.0, -30.0, 3108140.0)
+    array = donuts()
+    array[::7, ::5] = 3  # small components inside chunks too
+    image = seamline.Image(
+        da.from_array(array[None], chunks=(1, 16, 16)), affine_from_transform(transform), "EPSG:32645"
+    )
+    tables = list(seamline.vectorize_batches(image, instances=True))
+    assert len(tables) > 2  # groups of chunks, then the components merged across chunk borders
+    path = tmp_path / f"polygons{suffix}"
+    count, classes = write_polygon_batches(iter(tables), path)
+    written = gpd.read_file(path) if suffix != ".parquet" else gpd.read_parquet(path)
+    whole = seamline.vectorize(image)
+    assert count == len(written) == len(whole) and classes == whole.class_id.nunique()
+    assert pyproj.CRS(written.crs) == pyproj.CRS(32645)
+    assert sorted(written.instance_id) == list(range(1, count + 1))
+    expected = {(c, shapely.normalize(g).wkb) for c, g in reference(array, transform=transform)}
+    got = {(int(c), shapely.normalize(g).wkb) for c, g in zip(written.class_id, written.geometry, strict=True)}
+    assert got == expected
+    assert list(written.columns) == [*whole.columns[:-1], "instance_id", "geometry"]
+
+
+def test_a_failed_stream_leaves_no_file(tmp_path):
+    from seamline_geo.polygons import write_polygon_batches
+
+    def failing():
+        yield from seamline.vectorize_batches(donuts())
+        raise RuntimeError("the input went away")
+
+    with pytest.raises(RuntimeError):
+        write_polygon_batches(failing(), tmp_path / "p.gpkg")
+    assert list(tmp_path.iterdir()) == []

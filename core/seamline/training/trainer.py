@@ -221,7 +221,8 @@ def _validate(bundle: Bundle, windows: list[tuple[Image, Image]], cfg: TrainConf
             prediction, truth, num_classes=len(bundle.card.classes), ignore_index=cfg.data.ignore_index, **options
         )
         scores.append(_metric(report, cfg.training.metric))
-    bundle.module.train()
+    # predicting may have put the weights in channels-last memory; training goes on in the layout it began in
+    bundle.module.to(memory_format=torch.contiguous_format).train()
     return {f"val_{cfg.training.metric}": float(np.mean(scores))}
 
 
