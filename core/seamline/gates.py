@@ -12,11 +12,12 @@ read still runs once.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dask.array as da
 from dask.core import get_dependencies, istask
+from dask.typing import Key
 
 __all__ = ["gated"]
 
@@ -37,7 +38,7 @@ def _is_task(entry: Any) -> bool:
     return isinstance(entry, GraphNode) or istask(entry)
 
 
-def _gate(key: Hashable, task: Any, markers: Sequence[Hashable]) -> Any:
+def _gate(key: Key, task: Any, markers: Sequence[Key]) -> Any:
     try:
         from dask._task_spec import GraphNode, Task, TaskRef
     except ImportError:  # dask before 2024.12
@@ -47,7 +48,7 @@ def _gate(key: Hashable, task: Any, markers: Sequence[Hashable]) -> Any:
     return (_after, task, *markers)
 
 
-def gated(arrays: Sequence[da.Array], markers: Mapping[Hashable, Sequence[Hashable]]) -> dict:
+def gated(arrays: Sequence[da.Array], markers: Mapping[Key, Sequence[Key]]) -> dict:
     """The graphs of *arrays*, with each read waiting for the markers of the first block that needs it.
 
     Parameters
@@ -69,7 +70,7 @@ def gated(arrays: Sequence[da.Array], markers: Mapping[Hashable, Sequence[Hashab
         graph.update(dict(array.__dask_graph__()))
     seen: set = set()
     for block, waits in markers.items():
-        stack = [block]
+        stack: list[Key] = [block]
         while stack:
             key = stack.pop()
             if key in seen or key not in graph:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # heavy or circular at run time; the hooks' types for type ch
     import click
     import numpy as np
 
-    from .bundle import ModelCard
+    from .card import ModelCard
     from .image import Image
     from .vectorize import VectorBackend
 
@@ -178,7 +178,7 @@ def seamline_prepare_input(
     ----------
     image : seamline.Image
         The image as read.
-    card : seamline.bundle.ModelCard
+    card : seamline.card.ModelCard
         The bundle's model card (``target_spacing``, ``spatial_dims``, ...).
     kind : {"image", "labels"}
         What *image* holds: intensities (resampled linearly) or labels (nearest).

@@ -31,6 +31,7 @@ import numpy as np
 import scipy.ndimage as ndi
 import skimage.measure
 from dask.highlevelgraph import HighLevelGraph
+from dask.typing import Key
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -115,8 +116,8 @@ def face_pairs(low: np.ndarray, high: np.ndarray, footprint: np.ndarray, axis: i
     """
     low, high = np.squeeze(low, axis), np.squeeze(high, axis)
     pairs = []
-    for offset in zip(*np.nonzero(footprint), strict=True):
-        offset = np.array(offset) - 1
+    for position in zip(*np.nonzero(footprint), strict=True):
+        offset = np.array(position) - 1
         if offset[axis] != 1:
             continue
         shift = np.delete(offset, axis)
@@ -229,10 +230,11 @@ def label(image: Any, *, connectivity: int | None = None, by_value: bool = False
     table, count = _lookup_table(_equivalences(faces, offsets, footprint, by_value), total)
     dtype = np.int32 if count < np.iinfo(np.int32).max else np.int64
     name = f"label-{uuid.uuid4().hex}"
-    layer = {}
+    layer: dict[Key, Any] = {}
     for index in np.ndindex(grid):
         start = offsets[index]
         chunk_table = np.concatenate([[0], table[start + 1 : start + counts[index] + 1]]).astype(dtype)
         layer[(name, *index)] = (_relabel_chunk, (array.name, *index), chunk_table, footprint, by_value)
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=[array])
+    inputs: list[Any] = [array]  # dask's DaskCollection protocol does not admit its own Array
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=inputs)
     return like_input(da.Array(graph, name, array.chunks, dtype=dtype), image), count

@@ -118,7 +118,7 @@ class ModelFormat:
         ``can_load(path) -> bool``; cheap (file names, a JSON key), never loads weights.
     load : callable
         ``load(path, **options) -> Bundle``: the network with its weights, a
-        :class:`~seamline.bundle.ModelCard`, and the input preparation and output
+        :class:`~seamline.card.ModelCard`, and the input preparation and output
         restoration the source tool applies. Weights are read with safetensors or
         ``torch.load(..., weights_only=True)``; nothing from the folder is imported or run.
     description : str

@@ -286,9 +286,11 @@ def _polygons(source: _Source, connectivity: int) -> Iterator[tuple[np.ndarray, 
         for finished, still_open in dask.compute(*tasks[first : first + size]):
             opened.append(still_open)
             yield finished
-    pieces = [np.concatenate([part[k] for part in opened]) for k in range(3)]
+    open_ids, open_classes, open_pieces = (np.concatenate([part[k] for part in opened]) for k in range(3))
     del opened
-    yield from _merge(*pieces, source.borders, source.affine, batches=max(1, len(tasks) // 4))
+    yield from _merge(
+        open_ids, open_classes, open_pieces, source.borders, source.affine, batches=max(1, len(tasks) // 4)
+    )
 
 
 def _columns(

@@ -25,13 +25,14 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import dask.array as da
 import numpy as np
 import zarr
 
 from .atomic import atomic_output
+from .errors import InputError
 from .image import Image
 from .plugins import Reader, Writer
 
@@ -118,7 +119,7 @@ def open_zarr(path: str | os.PathLike, *, chunks: Any = None) -> Image:
         None and ``{}`` when it has none).
     """
     array = zarr.open_array(os.fspath(path), mode="r")
-    attrs = dict(array.attrs)
+    attrs: dict[str, Any] = dict(array.attrs)
     meta = dict(attrs.get("meta", {}))
     for key in _INTEGER_KEYED:
         if isinstance(meta.get(key), dict):
@@ -127,7 +128,7 @@ def open_zarr(path: str | os.PathLike, *, chunks: Any = None) -> Image:
     return Image(data, attrs.get("affine"), _crs_from_text(attrs.get("crs")), meta)
 
 
-def save_zarr(image: Image, path: str | os.PathLike, *, overwrite: bool = False, zarr_format: int = 3) -> str:
+def save_zarr(image: Image, path: str | os.PathLike, *, overwrite: bool = False, zarr_format: Literal[2, 3] = 3) -> str:
     """Write *image* to a Zarr store, chunk by chunk, atomically.
 
     Parameters
@@ -151,7 +152,11 @@ def save_zarr(image: Image, path: str | os.PathLike, *, overwrite: bool = False,
     ------
     OutputExistsError
         If *path* exists and *overwrite* is false.
+    InputError
+        If *zarr_format* is not 2 or 3.
     """
+    if zarr_format not in (2, 3):
+        raise InputError(f"zarr_format must be 2 or 3, got {zarr_format!r}")
     data = image.data
     if any(len(set(c[:-1])) > 1 or (len(c) > 1 and c[-1] > c[0]) for c in data.chunks):
         data = data.rechunk(data.chunksize)
@@ -171,7 +176,7 @@ def save_zarr(image: Image, path: str | os.PathLike, *, overwrite: bool = False,
             attributes=attributes,
             zarr_format=zarr_format,
         )
-        da.store(data, target, lock=False)
+        da.store(data, cast(Any, target), lock=False)  # dask's annotation omits the targets it takes
     return os.fspath(path)
 
 

@@ -121,6 +121,7 @@ def to_frame(columns: dict[str, Any], geometry: np.ndarray, crs: Any) -> gpd.Geo
     columns = dict(columns)
     if crs is not None and pyproj.CRS.from_user_input(crs).is_geographic:
         geod = pyproj.CRS.from_user_input(crs).get_geod()
+        assert geod is not None  # a geographic CRS has an ellipsoid
         m2 = [abs(geod.geometry_area_perimeter(g)[0]) for g in geometry]
         at = list(columns).index("area") + 1
         items = list(columns.items())
@@ -161,7 +162,7 @@ def write_polygons(frame: gpd.GeoDataFrame, path: str | os.PathLike, *, overwrit
 def _geo_metadata(crs: Any) -> bytes:
     """GeoParquet 1.0 file metadata for a WKB ``geometry`` column of polygons of any type."""
     projjson = None if crs is None else pyproj.CRS.from_user_input(crs).to_json_dict()
-    column = {"encoding": "WKB", "geometry_types": [], "crs": projjson}
+    column: dict[str, Any] = {"encoding": "WKB", "geometry_types": [], "crs": projjson}
     return json.dumps({"version": "1.0.0", "primary_column": "geometry", "columns": {"geometry": column}}).encode()
 
 
@@ -209,11 +210,10 @@ def write_polygon_batches(
             frame = pd.concat(list(tables), ignore_index=True)
             frame.to_file(tmp, driver=driver, engine="pyogrio", layer=Path(path).stem)
             return len(frame), frame["class_id"].nunique()
-        writer = None
+        parquet: pq.ParquetWriter | None = None
+        layer_made = False
         try:
             for table in tables:
-                rows += len(table)
-                classes.update(table["class_id"].tolist())
                 if driver == "GPKG":
                     pyogrio.write_dataframe(
                         table,
@@ -221,18 +221,20 @@ def write_polygon_batches(
                         layer=Path(path).stem,
                         driver="GPKG",
                         geometry_type="Unknown",
-                        append=writer is not None,
+                        append=layer_made,
                     )
-                    writer = True
+                    layer_made = True
                 else:
                     arrow = _arrow(table)
-                    if writer is None:
+                    if parquet is None:
                         schema = arrow.schema.with_metadata({b"geo": _geo_metadata(table.crs)})
-                        writer = pq.ParquetWriter(tmp, schema)
-                    writer.write_table(arrow.cast(writer.schema))
+                        parquet = pq.ParquetWriter(tmp, schema)
+                    parquet.write_table(arrow.cast(parquet.schema))
+                rows += len(table)
+                classes.update(table["class_id"].tolist())
         finally:
-            if isinstance(writer, pq.ParquetWriter):
-                writer.close()
+            if parquet is not None:
+                parquet.close()
     return rows, len(classes)
 
 

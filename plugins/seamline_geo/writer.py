@@ -24,7 +24,7 @@ import numbers
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dask.array as da
 import numpy as np
@@ -132,10 +132,10 @@ def _write_tiles(image: Image, path: Path, profile: dict[str, Any], blocksize: i
         if profile["dtype"] in ("uint8", "uint16") and meta.get("colors"):
             dataset.write_colormap(1, {int(k): (*map(int, rgb[:3]), 255) for k, rgb in meta["colors"].items()})
     if mask is None:
-        da.store(data, _Windows(path), lock=_writer_lock())
+        da.store(data, cast(Any, _Windows(path)), lock=_writer_lock())  # dask's annotation omits such targets
         return
     mask = _aligned(da.asarray(mask).astype(bool).reshape((1, *image.spatial_shape)), blocksize)
-    da.store([data, mask], [_Windows(path), _Mask(path)], lock=_writer_lock())
+    da.store([data, mask], cast(Any, [_Windows(path), _Mask(path)]), lock=_writer_lock())
 
 
 def save_geotiff(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from typing import Any
+from typing import Any, Literal
 
 import dask.array as da
 import nibabel as nib
@@ -78,7 +78,7 @@ class VoxelFile:
         """The size the file must have: the offset plus the voxels."""
         return self.offset + int(np.prod(self.shape)) * self.dtype.itemsize
 
-    def _map(self, mode: str) -> np.memmap:
+    def _map(self, mode: Literal["r", "r+"]) -> np.memmap:
         return np.memmap(self.path, dtype=self.dtype, mode=mode, offset=self.offset, shape=self.shape, order="F")
 
     def __getitem__(self, key: Any) -> np.ndarray:
@@ -115,7 +115,7 @@ class CompressedVoxels:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if self._proxy is None:
-            self._proxy = nib.load(self.path).dataobj
+            self._proxy = nib.load(self.path).dataobj  # type: ignore[attr-defined]  # every image nibabel loads here has one
         try:
             return np.asarray(self._proxy[key], dtype=self.dtype)
         except _BROKEN_STREAM as exc:

@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dask.array as da
 import nibabel as nib
@@ -110,7 +110,8 @@ def _write_nii(header: Any, data: da.Array, path: Path) -> None:
         header.write_to(f)
         offset = int(header.get_data_offset())
         _reserve(f, offset + data.size * data.dtype.itemsize)
-    da.store(data, VoxelFile(path, header.get_data_dtype(), offset, data.shape), lock=False)
+    target = VoxelFile(path, header.get_data_dtype(), offset, data.shape)
+    da.store(data, cast(Any, target), lock=False)  # dask's annotation omits the targets it takes
 
 
 def _write_nii_gz(header: Any, data: da.Array, path: Path, name: str, compresslevel: int) -> None:

@@ -5,7 +5,7 @@ spacing, patch size, normalization, resampling, network) and the dataset descrip
 (channels, labels, regions). :func:`model_card` reads one configuration of them, as
 nnU-Net's ``PlansManager``, ``ConfigurationManager`` and ``LabelManager`` do (configuration
 inheritance, plans from before the ``architecture`` entry, region-based label sets), and
-returns a :class:`~seamline.bundle.ModelCard` whose ``pipeline`` holds, as plain JSON,
+returns a :class:`~seamline.card.ModelCard` whose ``pipeline`` holds, as plain JSON,
 every step :mod:`.pipeline` runs. Whatever seamline does not reproduce is refused here,
 as a :class:`~seamline.errors.ModelError` naming the file and the field: a cascade stage,
 a custom preprocessor, resampling or label manager, an unknown normalization scheme, an
