@@ -172,7 +172,8 @@ class Bundle:
             Shaped ``(C, *spatial)``.
         **options
             Passed to :func:`seamline.inference.predict` (``output``, ``batch_size``,
-            ``device``, ...); ``tile_size``, ``overlap`` and ``blend`` default to the card's.
+            ``device``, ...); ``tile_size``, ``overlap``, ``blend`` and ``fit`` (not
+            ``pad_to_tile``) default to the card's.
 
         Returns
         -------
@@ -195,6 +196,7 @@ class Bundle:
         options.setdefault("tile_size", self.card.tile_size)
         options.setdefault("overlap", self.card.overlap)
         options.setdefault("blend", self.card.blend)
+        options.setdefault("fit", not self.card.pad_to_tile)
         wanted = options.get("output", "scores")
         via_probabilities = wanted == "labels" and restore is not None and self.card.labels_from == "probabilities"
         if via_probabilities:

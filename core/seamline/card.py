@@ -85,8 +85,13 @@ class ModelCard:
     target_spacing : list of float, optional
         Voxel spacing the model was trained at (volumes); a plugin resamples to it. A
         value of 0 (or less) keeps the image's own spacing along that axis.
-    blend : {"gaussian", "cosine", "constant"}
+    blend : {"gaussian", "cosine", "constant", "nnunet"}
         How overlapping tiles are weighted (:mod:`seamline.blending`).
+    pad_to_tile : bool
+        Pad an image smaller than a tile up to the tile, as MONAI's and nnU-Net's sliding
+        windows do, instead of running it with a tile shrunk to the image (the engine's
+        ``fit``). Models imported from those tools set it, so that they see what they
+        saw there.
     orientation : str or None
         Axis codes a volume is reoriented to before the model (``"RAS"``, ``"LPS"``, ...);
         None keeps the voxel axes as stored.
@@ -124,6 +129,7 @@ class ModelCard:
     spatial_dims: int = 2
     target_spacing: list[float] | None = None
     blend: str = BLEND
+    pad_to_tile: bool = False
     orientation: str | None = "RAS"
     resample_grid: str = "field_of_view"
     normalize_on: str = "input"
@@ -146,6 +152,8 @@ class ModelCard:
             raise ModelError(f"tile_size must be a positive integer or a list of them, got {self.tile_size!r}")
         if not isinstance(self.overlap, numbers.Real) or isinstance(self.overlap, bool) or not 0 <= self.overlap < 1:
             raise ModelError(f"overlap must be a fraction from 0 to below 1, got {self.overlap!r}")
+        if not isinstance(self.pad_to_tile, bool):
+            raise ModelError(f"pad_to_tile must be true or false, got {self.pad_to_tile!r}")
         if self.spatial_dims not in (2, 3) or isinstance(self.spatial_dims, bool):
             raise ModelError(f"spatial_dims must be 2 or 3, got {self.spatial_dims!r}")
         self.classes = _class_records(self.classes)

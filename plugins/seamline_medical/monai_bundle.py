@@ -389,6 +389,7 @@ def load(path: str) -> Any:
         kwargs=kwargs,
         bands=bands,
         spatial_dims=spatial_dims,
+        pad_to_tile=True,  # sliding_window_inference pads an image smaller than its roi
         training={"imported_from": {"format": "monai-bundle", "folder": folder.name, "config": config_path.name}},
         **fields,
     )

@@ -249,6 +249,20 @@ def tiny(tmp_path):
     return make
 
 
+def test_a_volume_smaller_than_the_roi_is_padded_as_monai_pads_it(tiny, tmp_path):
+    nib = pytest.importorskip("nibabel")
+    rng = np.random.default_rng(0)
+    path = tmp_path / "small.nii.gz"  # smaller than the 64 x 64 x 16 roi along every axis
+    nib.Nifti1Image(rng.normal(50, 80, (37, 22, 9)).astype(np.float32), np.diag([1.5, 1.5, 3.0, 1.0])).to_filename(path)
+    steps = [transform("LoadImaged"), transform("EnsureChannelFirstd"), transform("ScaleIntensityd")]
+    folder = tiny(steps, [{"_target_": "Activationsd", "keys": "pred", "softmax": True}])
+    bundle = seamline.load_model(folder)
+    assert bundle.card.pad_to_tile
+    on_grid, _ = run_monai(folder, path)
+    ours = bundle.predict(seamline.open(path), output="probabilities", progress=False).data.compute()
+    np.testing.assert_allclose(ours, on_grid, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "step",
     [

@@ -122,7 +122,7 @@ class NNUNetBundle(Bundle):
         options.setdefault("blend", "nnunet")
         options.setdefault("placement", "nnunet")
         options.setdefault("batch_size", 1)  # as nnU-Net: its patches are large
-        options.setdefault("fit", False)  # as nnU-Net, which pads a volume smaller than a patch up to it
+        options.setdefault("fit", not self.card.pad_to_tile)
         return options
 
     def network_scores(self, image: Image | Any, **options: Any) -> Image:

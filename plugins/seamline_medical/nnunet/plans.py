@@ -333,6 +333,7 @@ def model_card(
         overlap=0.5,
         spatial_dims=3,
         blend="nnunet",
+        pad_to_tile=True,
         orientation="RAS" if pipeline["reorient"] else None,
         labels_from="probabilities",
         training=dict(training),
