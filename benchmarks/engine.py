@@ -158,7 +158,7 @@ def _run_model(image, model, job: dict) -> float:
     tiles = [np.array(image[(slice(None), *grid.slices(i))]) for i in grid]
     batches = [torch.from_numpy(np.stack(tiles[i : i + job["batch"]])) for i in range(0, len(tiles), job["batch"])]
     if convolutional(model, ndim):
-        placed(model, torch.device("cpu"), channels_last=True, ndim=ndim)
+        placed(model, torch.device("cpu"), channels_last=True, ndim=ndim)  # a fresh model: never refused
         layout = torch.channels_last if ndim == 2 else torch.channels_last_3d
         batches = [batch.to(memory_format=layout) for batch in batches]
     with torch.inference_mode():

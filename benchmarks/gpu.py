@@ -151,12 +151,13 @@ def _monai(job: dict, image, model) -> int:
     import torch
     from monai.inferers import sliding_window_inference
 
+    from seamline.devices import autocast_dtype
     from seamline.tiling import tile_grid
 
     device = torch.device(job["device"])
     model.to(device)
     whole = torch.from_numpy(np.asarray(image))[None]
-    dtype = torch.bfloat16 if job["device"] == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
+    dtype = autocast_dtype(device, True)  # as the engine's
     autocast = torch.autocast(device.type, dtype=dtype, enabled=job["amp"] and device.type == "cuda")
     with torch.inference_mode(), autocast:
         scores = sliding_window_inference(

@@ -8,8 +8,9 @@ worker processes (dask.distributed). Either way:
   sees; give workers one GPU each the usual way (``CUDA_VISIBLE_DEVICES``, dask-cuda).
 - The model is moved to that device once per process and reused by every task
   (:func:`placed`); it is never copied per task.
-- Mixed precision (:func:`autocast`) is on by default on CUDA, in bfloat16 where the GPU
-  supports it and float16 otherwise; it is off on the CPU unless asked for (bfloat16).
+- Mixed precision (:func:`autocast`) is on by default on CUDA, in bfloat16 on GPUs of
+  compute capability 8 and later (Ampere on), where it runs natively, and float16 on older
+  ones; it is off on the CPU unless asked for (bfloat16). Either dtype may be asked for by name.
 
 How tasks share the device (:func:`turn`):
 
@@ -27,19 +28,20 @@ How tasks share the device (:func:`turn`):
 
 Copies to and from the device are :mod:`seamline.transfer`'s. Every call that only CUDA
 can make is a small function of its own (``_autocast``, ``_peak_memory``,
-``_free_memory`` here; the copies' there), so the tests run the CUDA path's logic on the
-CPU with those calls replaced.
+``_free_memory`` here; the copies' there) or a ``torch.cuda`` function, so the tests run
+the CUDA path's logic on the CPU with those calls replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import sys
 import threading
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -49,11 +51,14 @@ from .errors import ModelError
 from .transfer import Feeder, to_host
 
 __all__ = [
+    "Amp",
     "resolve_device",
+    "autocast_dtype",
     "autocast",
     "convolutional",
     "channels_last_refused",
     "placed",
+    "probing",
     "turn",
     "forward",
     "run_batch",
@@ -62,12 +67,14 @@ __all__ = [
 ]
 
 _lock = threading.RLock()
-_device_locks: dict[str, threading.Lock] = {}
+_device_locks: dict[tuple[str, int | None], threading.Lock] = {}
 _placed: weakref.WeakKeyDictionary[torch.nn.Module, tuple] = weakref.WeakKeyDictionary()
 _refuse_channels_last: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 #: The share of free GPU memory that ``batch_size=None`` fills with one batch.
 _MEMORY_SHARE = 0.4
 _MAX_AUTO_BATCH = 64
+#: Mixed precision: on, off, None (on for CUDA, off for the CPU), or on in the dtype named.
+Amp = bool | Literal["float16", "bfloat16"] | None
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -87,27 +94,49 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def autocast(device: torch.device, amp: bool | None = None) -> contextlib.AbstractContextManager:
+def autocast_dtype(device: torch.device, amp: Amp = None) -> torch.dtype | None:
+    """The dtype a model runs in under mixed precision on *device*, or None without it.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where the model runs.
+    amp : bool, "float16", "bfloat16" or None
+        Mixed precision on or off, or on in the dtype named; None means on for CUDA and
+        off for the CPU.
+
+    Returns
+    -------
+    torch.dtype or None
+        The dtype named; else bfloat16, but float16 on a GPU of compute capability below 8
+        (which only emulates bfloat16); None when mixed precision is off.
+    """
+    if isinstance(amp, str):
+        return torch.float16 if amp == "float16" else torch.bfloat16
+    if not (device.type == "cuda" if amp is None else amp):
+        return None
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] < 8:
+        return torch.float16
+    return torch.bfloat16
+
+
+def autocast(device: torch.device, amp: Amp = None) -> contextlib.AbstractContextManager:
     """Return the mixed-precision context for running a model on *device*.
 
     Parameters
     ----------
     device : torch.device
         Where the model runs.
-    amp : bool or None
-        Mixed precision on or off; None means on for CUDA and off for the CPU.
+    amp : bool, "float16", "bfloat16" or None
+        As for :func:`autocast_dtype`.
 
     Returns
     -------
     contextlib.AbstractContextManager
-        ``torch.autocast`` in bfloat16 (float16 on CUDA devices without bfloat16), or a
-        no-op context.
+        ``torch.autocast`` in :func:`autocast_dtype`, or a no-op context.
     """
-    enabled = device.type == "cuda" if amp is None else bool(amp)
-    if not enabled:
-        return contextlib.nullcontext()
-    half = device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    return _autocast(device.type, torch.float16 if half else torch.bfloat16)
+    dtype = autocast_dtype(device, amp)
+    return contextlib.nullcontext() if dtype is None else _autocast(device.type, dtype)
 
 
 def _autocast(device_type: str, dtype: torch.dtype) -> contextlib.AbstractContextManager:
@@ -174,7 +203,9 @@ def _memory_format(ndim: int, channels_last: bool) -> torch.memory_format:
     return torch.channels_last if ndim == 2 else torch.channels_last_3d
 
 
-def placed(model: torch.nn.Module, device: torch.device, channels_last: bool = False, ndim: int = 2) -> torch.nn.Module:
+def placed(
+    model: torch.nn.Module, device: torch.device, channels_last: bool = False, ndim: int = 2
+) -> tuple[torch.nn.Module, bool]:
     """Return *model* moved to *device* (in place), moving it only when it is elsewhere.
 
     Parameters
@@ -185,30 +216,53 @@ def placed(model: torch.nn.Module, device: torch.device, channels_last: bool = F
         Where it should run.
     channels_last : bool
         Keep its weights in channels-last memory (NHWC, NDHWC), where oneDNN's and
-        cuDNN's convolutions are fastest.
+        cuDNN's convolutions are fastest, unless the model refused it in this process
+        (:func:`channels_last_refused`): then it stays contiguous.
     ndim : int
         The number of spatial axes (2 or 3), which says which channels-last format.
 
     Returns
     -------
-    torch.nn.Module
-        The same module, on *device*.
+    (torch.nn.Module, bool)
+        The same module, on *device*, and whether its weights are in channels-last
+        memory: the layout its batches must come in.
     """
-    layout = _memory_format(ndim, channels_last)
     with _lock:
+        channels_last = channels_last and model not in _refuse_channels_last
+        layout = _memory_format(ndim, channels_last)
         # the user (or the trainer) may have moved the model or changed its layout since
         weight = next(model.parameters(), None)
-        kernel = next((p for p in model.parameters() if p.ndim == ndim + 2), None)
+        kernels = [p for p in model.parameters() if p.ndim == ndim + 2]
         wanted = (device, channels_last, ndim)
         if (
             _placed.get(model) != wanted
             or (weight is not None and weight.device.type != device.type)
-            or (kernel is not None and not kernel.is_contiguous(memory_format=layout))
+            or not all(kernel.is_contiguous(memory_format=layout) for kernel in kernels)
         ):
             transfer._to(model, device)
             model.to(memory_format=layout)
             _placed[model] = wanted
-    return model
+    return model, channels_last
+
+
+@contextlib.contextmanager
+def probing(model: torch.nn.Module) -> Iterator[None]:
+    """The context in which the process that builds a graph runs *model* to probe it.
+
+    The probes place the model on this process's device (a GPU, say); on leaving, it is
+    moved back where it was, so that the graph ships it as the caller gave it, to workers
+    that may have no such device.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    """
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    try:
+        yield
+    finally:
+        if first is not None:
+            transfer._to(model, first.device)
 
 
 @functools.cache
@@ -218,12 +272,17 @@ def _openmp() -> Any:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
         return None
-    return ThreadpoolController().select(user_api="openmp")
+    selected = ThreadpoolController().select(user_api="openmp")
+    return selected if selected.lib_controllers else None  # no OpenMP runtime found: nothing to limit
 
 
 def _device_lock(device: torch.device) -> threading.Lock:
+    """The lock of one device: ``cuda`` and ``cuda:0`` (when it is the current one) share it."""
+    index = device.index
+    if device.type == "cuda" and index is None:
+        index = torch.cuda.current_device()
     with _lock:
-        return _device_locks.setdefault(str(device), threading.Lock())
+        return _device_locks.setdefault((device.type, index), threading.Lock())
 
 
 @contextlib.contextmanager
@@ -252,7 +311,7 @@ def turn(device: torch.device) -> Iterator[None]:
         yield
 
 
-def forward(model: torch.nn.Module, batch: torch.Tensor, device: torch.device, amp: bool | None) -> torch.Tensor:
+def forward(model: torch.nn.Module, batch: torch.Tensor, device: torch.device, amp: Amp) -> torch.Tensor:
     """Run *model* on a batch of tiles under ``torch.inference_mode`` (and autocast).
 
     Parameters
@@ -263,7 +322,7 @@ def forward(model: torch.nn.Module, batch: torch.Tensor, device: torch.device, a
         Tiles shaped ``(N, C, *tile)`` on *device*.
     device : torch.device
         Where the model runs.
-    amp : bool or None
+    amp : bool, "float16", "bfloat16" or None
         Mixed precision, as for :func:`autocast`.
 
     Returns
@@ -295,7 +354,7 @@ def run_batch(
     model: torch.nn.Module,
     batch: np.ndarray,
     device: str = "auto",
-    amp: bool | None = None,
+    amp: Amp = None,
     channels_last: bool = False,
 ) -> np.ndarray:
     """Run *model* on one batch of tiles, from and to NumPy.
@@ -308,7 +367,7 @@ def run_batch(
         ``float32`` tiles shaped ``(N, C, *tile)``.
     device : str
         The device name (``"auto"`` is resolved here).
-    amp : bool or None
+    amp : bool, "float16", "bfloat16" or None
         Mixed precision, as for :func:`autocast`.
     channels_last : bool
         Run the model in channels-last memory (see :func:`placed`).
@@ -324,15 +383,15 @@ def run_batch(
         As :func:`forward`.
     """
     where = resolve_device(device)
+    module, channels_last = placed(model, where, channels_last, batch.ndim - 2)
     feeder = Feeder(where, channels_last)
     host = feeder.host(batch.shape)
     host.numpy()[...] = batch
-    module = placed(model, where, channels_last, batch.ndim - 2)
     with turn(where):
         return to_host(forward(module, feeder.send(host), where, amp))
 
 
-def _peak_memory(model: torch.nn.Module, batch: torch.Tensor, device: torch.device, amp: bool | None) -> int:
+def _peak_memory(model: torch.nn.Module, batch: torch.Tensor, device: torch.device, amp: Amp) -> int:
     """The GPU memory one batch takes in the model, in bytes."""
     torch.cuda.synchronize(device)
     before = torch.cuda.memory_allocated(device)
@@ -350,7 +409,7 @@ def auto_batch_size(
     bands: int,
     tile_size: tuple[int, ...],
     device: str,
-    amp: bool | None,
+    amp: Amp,
     default: int,
 ) -> int:
     """Tiles per model call: sized from free memory on a GPU, *default* on the CPU.
@@ -368,7 +427,7 @@ def auto_batch_size(
         The tile's shape.
     device : str
         The device name (``"auto"`` is resolved here).
-    amp : bool or None
+    amp : bool, "float16", "bfloat16" or None
         Mixed precision, as for :func:`autocast`.
     default : int
         The batch size on the CPU.
@@ -380,7 +439,7 @@ def auto_batch_size(
     where = resolve_device(device)
     if where.type != "cuda":
         return default
-    module = placed(model, where, False, len(tile_size))
+    module, _ = placed(model, where, False, len(tile_size))
     feeder = Feeder(where)
     with turn(where):
         per_tile = _peak_memory(module, feeder.send(feeder.host((1, bands, *tile_size)).zero_()), where, amp)

@@ -1,8 +1,11 @@
 """The engine: a model run over tiles, blended into one lazy, seamless output.
 
 :func:`predict` checks its options, fits the tile to the image and the model, and builds
-the dask graph of :mod:`seamline.runs`; it runs nothing but a probe (the model sees one
-empty batch, to learn how many channels it returns).
+the dask graph of :mod:`seamline.runs`; it runs nothing but probes: an empty batch (or one
+blank tile), to learn how many channels the model returns, for each tile size that
+:func:`fit_tile` tries, and on CUDA with ``batch_size=None`` one tile, to measure the
+memory a tile takes (:func:`seamline.devices.auto_batch_size`). The probes run on this
+process's device; the model is moved back where it was afterwards.
 
 Tile placement is global (:mod:`seamline.tiling`) and the blending adds tile outputs in
 an order fixed by that placement (:mod:`seamline.blending`), so the output does not
@@ -34,7 +37,7 @@ import torch
 
 from .blending import weight_window
 from .defaults import BATCH_SIZE, BLEND, OVERLAP
-from .devices import auto_batch_size, convolutional, run_batch
+from .devices import Amp, auto_batch_size, convolutional, probing, run_batch
 from .errors import InputError, ModelError
 from .image import Image
 from .logits import label_dtype
@@ -53,7 +56,7 @@ MIN_TILE_PIXELS = 64
 COVERAGE_WARNING = 10
 
 
-def _channels(model: torch.nn.Module, bands: int, tile: tuple[int, ...], device: str, amp: bool | None) -> int:
+def _channels(model: torch.nn.Module, bands: int, tile: tuple[int, ...], device: str, amp: Amp) -> int:
     """How many channels the model returns, from an empty batch (one blank tile if it needs one)."""
     try:
         return run_batch(model, np.zeros((0, bands, *tile), np.float32), device, amp).shape[1]
@@ -68,7 +71,7 @@ def fit_tile(
     bands: int,
     *,
     device: str = "auto",
-    amp: bool | None = None,
+    amp: Amp = None,
 ) -> tuple[tuple[int, ...], int]:
     """Shrink a tile to an image smaller than it, padded to a multiple the model accepts.
 
@@ -88,7 +91,7 @@ def fit_tile(
         Input channels.
     device : str
         Where to probe the model.
-    amp : bool, optional
+    amp : bool, "float16", "bfloat16" or None
         Mixed precision.
 
     Returns
@@ -114,7 +117,7 @@ def fit_tile(
 
 
 def _grid(image: Image, overlap: Any, fitted: tuple[int, ...], placement: str) -> TileGrid:
-    grid = tile_grid(image.spatial_shape, fitted, OVERLAP if overlap is None else overlap, placement=placement)
+    grid = tile_grid(image.spatial_shape, fitted, overlap, placement=placement)
     covered = len(grid) * math.prod(grid.tile_size) / math.prod(image.spatial_shape)
     if covered > COVERAGE_WARNING:
         warnings.warn(
@@ -132,12 +135,12 @@ def predict(
     tile_size: int | Sequence[int] | None = None,
     overlap: float | Sequence[float] | None = None,
     blend: str | None = None,
-    placement: str = "monai",
+    placement: str | None = None,
     batch_size: int | None = None,
     device: str = "auto",
-    amp: bool | None = None,
+    amp: Amp = None,
     output: str = "scores",
-    fit: bool = True,
+    fit: bool | None = None,
     progress: bool = True,
 ) -> Image:
     """Run a segmentation model over an image tile by tile, blending tiles without seams.
@@ -160,22 +163,24 @@ def predict(
     blend : {"gaussian", "cosine", "constant", "nnunet"}, optional
         The weight window; see :mod:`seamline.blending` (:data:`seamline.defaults.BLEND`
         by default).
-    placement : {"monai", "nnunet"}
-        Where tiles go; see :mod:`seamline.tiling`.
+    placement : {"monai", "nnunet"}, optional
+        Where tiles go; see :mod:`seamline.tiling` (``"monai"`` by default).
     batch_size : int, optional
         Tiles per model call; by default :data:`seamline.defaults.BATCH_SIZE` on the
-        CPU, and on a GPU as many as fill 40% of its free memory (up to 64).
+        CPU, and on a GPU as many as fill 40% of its free memory (up to 64), measured on
+        the GPU of the process that calls ``predict``.
     device : str
         ``"auto"`` (CUDA if available where the tiles run, else CPU) or a torch device.
-    amp : bool, optional
-        Mixed precision; None means on for CUDA (bfloat16, or float16) and off for the CPU.
+    amp : bool, "float16" or "bfloat16", optional
+        Mixed precision; None means on for CUDA (bfloat16 from compute capability 8 on,
+        else float16) and off for the CPU; a dtype's name turns it on in that dtype.
     output : {"scores", "probabilities", "labels"}
         The blended model outputs (``float32``); their softmax over channels (sigmoid for
         one channel); or the most likely class (``uint8``, ``uint16`` from 256 classes
         on; one channel is thresholded at probability 0.5).
-    fit : bool
-        Shrink a tile larger than the image to the image (see :func:`fit_tile`). False
-        pads the image up to the tile instead, as MONAI and nnU-Net do.
+    fit : bool, optional
+        Shrink a tile larger than the image to the image (see :func:`fit_tile`; the
+        default). False pads the image up to the tile instead, as MONAI and nnU-Net do.
     progress : bool
         Show a progress bar over tiles while the result is computed.
 
@@ -215,7 +220,16 @@ def predict(
     result to disk a few rows of tiles at a time.
     """
     if not isinstance(model, torch.nn.Module) and hasattr(model, "predict"):
-        given = dict(tile_size=tile_size, overlap=overlap, blend=blend, batch_size=batch_size, device=device, amp=amp)
+        given = dict(
+            tile_size=tile_size,
+            overlap=overlap,
+            blend=blend,
+            placement=placement,
+            batch_size=batch_size,
+            device=device,
+            amp=amp,
+            fit=fit,
+        )
         return model.predict(
             image, **{k: v for k, v in given.items() if v is not None}, output=output, progress=progress
         )
@@ -230,28 +244,33 @@ def predict(
         raise InputError(f"output must be one of {', '.join(OUTPUTS)}; got {output!r}")
     if batch_size is not None and (not isinstance(batch_size, int | np.integer) or batch_size < 1):
         raise InputError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+    if not (amp is None or isinstance(amp, bool) or amp in ("float16", "bfloat16")):
+        raise InputError(f"amp must be True, False, None, 'float16' or 'bfloat16'; got {amp!r}")
     tile = tile_sizes(tile_size, image.ndim)
     if math.prod(tile) < MIN_TILE_PIXELS:
         raise InputError(
             f"tile_size {list(tile)} holds {math.prod(tile)} pixels; a tile needs at least {MIN_TILE_PIXELS}"
         )
     blend = BLEND if blend is None else blend
+    overlap = OVERLAP if overlap is None else overlap
+    placement = "monai" if placement is None else placement
+    fit = True if fit is None else fit
     # the options are checked before the model runs
-    tile_grid(image.spatial_shape, tile, OVERLAP if overlap is None else overlap, placement=placement)
+    tile_grid(image.spatial_shape, tile, overlap, placement=placement)
     weight_window(tile, blend)
     model.eval()
-    fitted, channels = (
-        fit_tile(model, image.spatial_shape, tile, image.channels, device=device, amp=amp)
-        if fit
-        else (tile, _channels(model, image.channels, tile, device, amp))
-    )
+    with probing(model):
+        fitted, channels = (
+            fit_tile(model, image.spatial_shape, tile, image.channels, device=device, amp=amp)
+            if fit
+            else (tile, _channels(model, image.channels, tile, device, amp))
+        )
+        batch = (
+            auto_batch_size(model, image.channels, fitted, device, amp, BATCH_SIZE)
+            if batch_size is None
+            else int(batch_size)
+        )
     grid = _grid(image, overlap, fitted, placement)
-    channels_last = convolutional(model, image.ndim)
-    batch = (
-        auto_batch_size(model, image.channels, fitted, device, amp, BATCH_SIZE)
-        if batch_size is None
-        else int(batch_size)
-    )
     mask = image.meta.get("mask")
     if mask is not None:
         mask = da.asarray(mask).astype(bool).reshape((1, *image.spatial_shape)).rechunk(((1,), *image.data.chunks[1:]))
@@ -265,7 +284,7 @@ def predict(
         amp=amp,
         channels=channels,
         output=output,
-        channels_last=channels_last,
+        try_channels_last=convolutional(model, image.ndim),
         nodata=None if nodata is None else float(nodata),
         token=uuid.uuid4().hex[:12],
         tiles=len(grid),

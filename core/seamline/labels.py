@@ -93,7 +93,7 @@ def _faces(chunk: np.ndarray, footprint: np.ndarray, by_value: bool) -> tuple[in
             index = tuple(
                 slice(side, side + 1 if side == 0 else None) if a == axis else slice(None) for a in range(chunk.ndim)
             )
-            faces.append((labels[index].astype(np.int32), chunk[index] if by_value else None))
+            faces.append((labels[index].astype(np.int32), chunk[index].copy() if by_value else None))  # not a view
     return count, faces
 
 

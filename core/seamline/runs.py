@@ -12,9 +12,9 @@ chunks is made). Three kinds of task:
     the weighted outputs into the runs' parts (:func:`seamline.blending.add_tiles`). Every
     tile belongs to one tile task, so every tile goes through the model exactly once.
 *chunk tasks*
-    each makes one output chunk (:func:`output_chunks`: rows as tall as the step between
-    rows of tiles, whole tiles about 2^18 pixels wide along the last axis): it adds the
-    parts that reach it, in run order, divides by the weight
+    each makes one output chunk (:func:`output_chunks`: rows as many steps between rows
+    of tiles tall as fit in half a tile, at least one; whole tiles about 2^18 pixels wide
+    along the last axis): it adds the parts that reach it, in run order, divides by the weight
     sum (:func:`seamline.blending.weight_sum`, the same additions on the window alone),
     marks nodata and finishes probabilities or labels.
 *marker tasks*
@@ -61,12 +61,15 @@ CHUNK_PIXELS = 2**18
 
 
 def output_chunks(grid: TileGrid) -> tuple[tuple[int, ...], ...]:
-    """The output's spatial chunks: rows as tall as the step between rows of tiles, wide rows of whole tiles.
+    """The output's spatial chunks: rows a whole number of steps between rows of tiles tall, wide rows of whole tiles.
 
-    Rows are a whole number of steps, at least half a tile, so that a row of output
-    chunks ends where a row of tiles begins: once a row of tiles has run, every row of
-    output chunks above the next one can be made, and only the overlap of the tiles
-    waits. Along the last axis, chunks are as many whole tiles wide as make about 2^18
+    Rows are the largest whole number of steps within half a tile (at least one step).
+    With ``placement="monai"`` a row of output chunks so ends where a row of tiles begins
+    (except at the last tile, moved back to end flush, and along an axis padded up to the
+    tile): once a row of tiles has run, every row of output chunks above the next one can
+    be made, and only the overlap of the tiles waits. nnU-Net's placement spreads tiles
+    evenly, so there rows of chunks and of tiles need not line up; the graph's order
+    (:func:`graph`) holds either way. Along the last axis, chunks are as many whole tiles wide as make about 2^18
     pixels (voxels) in all: a few large writes instead of many small ones.
 
     Parameters

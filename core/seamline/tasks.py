@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import re
 import threading
 import warnings
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from .blending import add_parts, add_tiles, weight_sum, window_tensor
-from .devices import channels_last_refused, forward, placed, resolve_device, turn, worker_threads
+from .devices import Amp, channels_last_refused, forward, placed, resolve_device, turn, worker_threads
 from .errors import ModelError
 from .logits import most_likely, probabilities
 from .tiling import intersection
@@ -39,21 +40,27 @@ __all__ = ["Job", "Run", "Piece", "tile_task", "chunk_task", "pick", "done", "ba
 _bars: dict[str, Any] = {}
 _tallies: dict[str, list[int]] = {}
 _shared_lock = threading.Lock()
+#: What torch says when a model's code needs its features in the contiguous layout (``view``, strides).
+_LAYOUT_ERROR = re.compile(r"\b(view|strides?|contiguous)\b")
 
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """What every task of one prediction needs to know besides its own tiles."""
+    """What every task of one prediction needs to know besides its own tiles.
+
+    ``try_channels_last`` says that the model is convolutional: its tasks run it in
+    channels-last memory unless it refuses that (see :func:`seamline.devices.placed`).
+    """
 
     tile_size: tuple[int, ...]
     padding: tuple[int, ...]
     blend: str
     batch_size: int
     device: str
-    amp: bool | None
+    amp: Amp
     channels: int
     output: str
-    channels_last: bool
+    try_channels_last: bool
     nodata: float | None
     token: str
     tiles: int
@@ -148,11 +155,37 @@ def tile_task(
 ) -> list[list[Piece]]:  # fmt: skip
     """Run the model on some runs of tiles; return each run's parts, summed.
 
-    *after* are the markers this task waits for (see :func:`graph`); they carry no data.
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model, in eval mode (this process's copy).
+    blocks : list of numpy.ndarray
+        The input's blocks under the tiles, ``(C, *block)``.
+    masks : list of numpy.ndarray, optional
+        The mask's blocks (True where the input has data), ``(1, *block)``, like *blocks*.
+    origins : list of tuple of int
+        Where each block starts in the image.
+    lo, shape : tuple of int
+        The box the tiles cover, in padded coordinates.
+    runs : list of Run
+        The runs of tiles this task runs.
+    job : Job
+    *after : None
+        The markers this task waits for (see :func:`seamline.runs.graph`); they carry no data.
+
+    Returns
+    -------
+    list of list of Piece
+        Each run's parts, in order.
+
+    Raises
+    ------
+    ModelError
+        If the model fails on a batch, or changes a tile's size.
     """
     region, missing = _read(blocks, masks, origins, lo, shape, job)
     where = resolve_device(job.device)
-    layout = job.channels_last and not channels_last_refused(model)
+    module, layout = placed(model, where, job.try_channels_last, len(job.tile_size))  # contiguous once refused
     feeder = Feeder(where, layout)
     tiles = [(r, start) for r, run in enumerate(runs) for start in run.starts]
     batches = [[tiles[i] for i in batch] for batch in batch_ranges(len(tiles), job.batch_size)]
@@ -165,7 +198,6 @@ def tile_task(
         return host
 
     hosts = [cut(b) for b in batches] if feeder.cuda else map(cut, batches)  # on a GPU, cut before taking it
-    module = placed(model, where, layout, len(job.tile_size))
     with turn(where), torch.inference_mode():
         window = feeder.window(window_tensor(job.tile_size, job.blend))
         absent = None if missing is None else feeder.send(torch.from_numpy(missing))
@@ -174,12 +206,12 @@ def tile_task(
             sent = feeder.send(host) if layout else feeder.send(host).contiguous()
             try:
                 outputs = forward(module, sent, where, job.amp)
-            except ModelError:
-                if not layout:
+            except ModelError as exc:
+                if not layout or not _layout_error(exc):
                     raise
-                # a model that refuses channels-last memory (a view of its features) runs as it came
+                # a model that refuses channels-last memory (a view of its features) runs contiguous
                 channels_last_refused(model, refused=True)
-                layout, module = False, placed(model, where, False, len(job.tile_size))
+                module, layout = placed(model, where, False, len(job.tile_size))
                 outputs = forward(module, sent.contiguous(), where, job.amp)
             if absent is not None:
                 for j, (_, start) in enumerate(batch):
@@ -193,6 +225,16 @@ def tile_task(
         pieces = [[_piece(p_lo, to_host(part), next(flags), missing, lo) for p_lo, part in run] for run in parts]
     _advance(job, len(tiles))
     return pieces
+
+
+def _layout_error(exc: ModelError) -> bool:
+    """Whether the model failed for its features' memory layout (not, say, for lack of memory)."""
+    cause = exc.__cause__
+    return (
+        isinstance(cause, RuntimeError)
+        and not isinstance(cause, torch.OutOfMemoryError)
+        and bool(_LAYOUT_ERROR.search(str(cause)))
+    )
 
 
 def _within(start: Sequence[int], lo: Sequence[int], size: Sequence[int]) -> tuple[slice, ...]:
@@ -211,12 +253,40 @@ def _piece(p_lo: tuple, values: np.ndarray, flagged: bool, missing: np.ndarray |
 
 
 def pick(pieces: list[list[Piece]], run: int, part: int) -> Piece:
-    """One part of one run, out of a tile task's result."""
+    """One part of one run, out of a tile task's result.
+
+    Parameters
+    ----------
+    pieces : list of list of Piece
+        A tile task's result.
+    run, part : int
+        The run's place in the task, and the part's in the run.
+
+    Returns
+    -------
+    Piece
+    """
     return pieces[run][part]
 
 
 def chunk_task(pieces: list[Piece], runs: list, lo: tuple, shape: tuple, job: Job) -> np.ndarray:
-    """Blend the parts that reach one output chunk, mark nodata, finish the output."""
+    """Blend the parts that reach one output chunk, mark nodata, finish the output.
+
+    Parameters
+    ----------
+    pieces : list of Piece
+        The parts that reach the chunk, in run order.
+    runs : list of ((tuple of int, tuple of int), tuple of tuple of int)
+        Each part's box (lo, shape) and its run's tile starts, for the weight sum.
+    lo, shape : tuple of int
+        The chunk's box, in padded coordinates.
+    job : Job
+
+    Returns
+    -------
+    numpy.ndarray
+        Scores or probabilities (float32, NaN for nodata), or labels ``(1, *shape)``.
+    """
     scores = add_parts([(p.lo, p.values) for p in pieces], lo, shape)
     scores /= weight_sum(runs, job.tile_size, job.blend, lo, shape)
     invalid, model_nan = None, 0
@@ -243,18 +313,38 @@ def chunk_task(pieces: list[Piece], runs: list, lo: tuple, shape: tuple, job: Jo
 
 
 def done(*_: Any) -> None:
-    """Marker task: finished once its dependencies are (it passes no data on)."""
+    """Marker task: finished once its dependencies are (it passes no data on).
+
+    Parameters
+    ----------
+    *_ : Any
+        The results of the tasks it waits for, unused.
+    """
 
 
 def batch_ranges(count: int, batch_size: int) -> list[range]:
     """Tile positions in batches of *batch_size*; a batch of one tile only if that is all there is.
 
     Torch's CPU convolutions take another path for a batch of one, which changes the last
-    bits of their output; so a last batch of one shares the batch before it evenly.
+    bits of their output; so a last batch of one shares the batch before it evenly (or,
+    with a batch size of 2, joins it: three tiles cannot make two batches of two).
+
+    Parameters
+    ----------
+    count : int
+        The number of tiles.
+    batch_size : int
+        Tiles per batch.
+
+    Returns
+    -------
+    list of range
+        Consecutive batches covering ``range(count)``: none of one tile unless *count* or
+        *batch_size* is 1, none above *batch_size* but a last one of 3 for a batch size of 2.
     """
     batches = [range(i, min(i + batch_size, count)) for i in range(0, count, batch_size)]
     if batch_size > 1 and len(batches) > 1 and len(batches[-1]) == 1:
-        start, stop = batches[-2].start, count
-        middle = start + (stop - start + 1) // 2
-        batches[-2:] = [range(start, middle), range(middle, stop)]
+        start = batches[-2].start
+        middle = start + (count - start) // 2 if batch_size > 2 else count
+        batches[-2:] = [b for b in (range(start, middle), range(middle, count)) if b]
     return batches

@@ -59,6 +59,9 @@ class Feeder:
     ----------
     device : torch.device
         Where the model runs.
+    channels_last : bool
+        Cut batches into channels-last memory (``(N, *tile, C)``), for a model whose
+        weights are in it (see :func:`seamline.devices.placed`).
 
     Examples
     --------

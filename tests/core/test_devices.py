@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from seamline import devices, transfer
+from seamline.errors import ModelError
 from seamline.inference import predict
 
 
@@ -24,8 +25,13 @@ class FakeCuda:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, bf16: bool = True) -> None:
         self.calls: list[tuple] = []
         self.lock = threading.Lock()
+        major = 8 if bf16 else 7  # Ampere on; a V100 (7.0) or T4 (7.5) only emulates bfloat16
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_, **__: bf16)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_, **__: True)  # what torch says on a V100 too
+        monkeypatch.setattr(
+            torch.cuda, "get_device_capability", lambda device=None: self.note("capability", str(device)) or (major, 0)
+        )
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
         monkeypatch.setattr(transfer, "_to", self.to)
         monkeypatch.setattr(transfer, "_pinned", lambda shape: self.note("pinned", shape) or torch.empty(shape))
         monkeypatch.setattr(
@@ -118,7 +124,8 @@ def test_dask_threads_run_torch_on_one_thread_each_and_the_main_thread_on_all():
     assert torch.get_num_threads() == before
 
 
-def test_a_gpu_is_held_by_one_task_at_a_time():
+def test_a_gpu_is_held_by_one_task_at_a_time(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     device = torch.device("cuda")
     inside, most = [0], [0]
     lock = threading.Lock()
@@ -169,3 +176,98 @@ def test_convolutional_models_run_in_channels_last_memory_unless_they_refuse_it(
     assert flattens.conv.weight.is_contiguous()  # it stays as it was
     assert scores.shape == (3, 50, 60) and np.isfinite(scores).all()
     assert not devices.convolutional(torch.nn.Linear(3, 3), 2) and not devices.convolutional(conv_net(), 3)
+
+
+@pytest.mark.parametrize(
+    ("major", "amp", "dtype"),
+    [
+        (8, None, torch.bfloat16),
+        (7, None, torch.float16),  # a V100 or T4, where torch.cuda.is_bf16_supported() says True (emulated)
+        (7, True, torch.float16),
+        (8, False, None),
+        (8, "float16", torch.float16),  # as nnU-Net's torch.autocast("cuda")
+        (7, "bfloat16", torch.bfloat16),
+    ],
+)
+def test_mixed_precision_follows_the_given_gpu_or_the_dtype_asked_for(monkeypatch, major, amp, dtype):
+    asked: list = []
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_, **__: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: asked.append(device) or (major, 0))
+    assert devices.autocast_dtype(torch.device("cuda:1"), amp) == dtype
+    assert set(map(str, asked)) <= {"cuda:1"}  # the device given, not the current one
+    on_cpu = torch.bfloat16 if amp is True else dtype if isinstance(amp, str) else None
+    assert devices.autocast_dtype(torch.device("cpu"), amp) == on_cpu
+
+
+def test_amp_may_name_the_dtype_the_engine_runs_in(monkeypatch):
+    cuda = FakeCuda(monkeypatch, bf16=True)
+    x = np.zeros((2, 40, 40), np.float32)
+    predict(x, conv_net(), tile_size=32, device="cuda", amp="float16", progress=False).data.compute()
+    assert {call[2] for call in cuda.calls if call[0] == "autocast"} == {torch.float16}
+
+
+def test_once_a_model_refuses_channels_last_no_task_converts_it_back():
+    model, cpu = conv_net(), torch.device("cpu")
+    assert devices.placed(model, cpu, True, 2) == (model, True)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    devices.channels_last_refused(model, refused=True)  # a task's first batch failed so
+    assert devices.placed(model, cpu, False, 2) == (model, False)
+    assert devices.placed(model, cpu, True, 2) == (model, False)  # a task that chose channels-last before
+    assert not model[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+class FailsOnce(torch.nn.Module):
+    """A convolution that runs out of memory on its first batch of tiles (the probe's empty batch passes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(2, 3, 3, padding=1)
+        self.failed = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] and not self.failed:
+            self.failed = True
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.conv(x)
+
+
+def test_only_a_layout_error_makes_a_model_run_contiguous():
+    model = FailsOnce()
+    x = np.zeros((2, 40, 40), np.float32)
+    with pytest.raises(ModelError, match="out of memory"):
+        predict(x, model, tile_size=32, progress=False).data.compute(scheduler="synchronous")
+    assert not devices.channels_last_refused(model)
+
+
+def test_the_layout_is_checked_on_a_kernel_that_tells_the_layouts_apart():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Conv2d(4, 3, 3))  # (4, 1, 3, 3): both layouts
+    cpu = torch.device("cpu")
+    devices.placed(model, cpu, True, 2)
+    model.to(memory_format=torch.contiguous_format)  # the user (or the trainer) puts it back
+    devices.placed(model, cpu, True, 2)
+    assert model[1].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_cuda_and_its_index_share_one_lock(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert devices._device_lock(torch.device("cuda")) is devices._device_lock(torch.device("cuda:0"))
+    assert devices._device_lock(torch.device("cuda:1")) is not devices._device_lock(torch.device("cuda:0"))
+
+
+def test_without_an_openmp_runtime_cpu_tasks_take_turns(monkeypatch):
+    from threadpoolctl import ThreadpoolController
+
+    select = ThreadpoolController.select
+    monkeypatch.setattr(ThreadpoolController, "select", lambda self, **_: select(self, user_api="none loaded"))
+    assert not ThreadpoolController().select(user_api="openmp").lib_controllers  # an empty selection, not None
+    assert devices._openmp.__wrapped__() is None  # so turn() locks the CPU instead of limiting nothing
+
+
+def test_probes_leave_the_model_where_it_was(monkeypatch):
+    cuda = FakeCuda(monkeypatch)
+    model = conv_net()
+    predict(np.zeros((2, 40, 40), np.float32), model, tile_size=32, device="cuda", progress=False)
+    moves = [call[2] for call in cuda.calls if call[:2] == ("to", "Sequential")]
+    assert "cuda" in moves and moves[-1] == "cpu"  # probed on the GPU, then shipped as given

@@ -11,12 +11,15 @@ import dask.array as da
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from monai.inferers import sliding_window_inference
 
 import seamline
 from seamline.devices import autocast, resolve_device
 from seamline.errors import InputError, ModelError
 from seamline.inference import predict
+from seamline.tasks import batch_ranges
 
 
 class Counting(torch.nn.Module):
@@ -202,6 +205,9 @@ def test_a_bundle_is_handed_the_call():
     bundle = Bundle()
     assert predict(np.zeros((1, 8, 8)), bundle, overlap=0.5) == "done"
     assert bundle.options["overlap"] == 0.5 and "tile_size" not in bundle.options
+    assert "placement" not in bundle.options and "fit" not in bundle.options  # the bundle's own
+    predict(np.zeros((1, 8, 8)), bundle, placement="nnunet", fit=False)
+    assert bundle.options["placement"] == "nnunet" and bundle.options["fit"] is False
 
 
 def test_model_errors_are_clear():
@@ -221,6 +227,7 @@ def test_model_errors_are_clear():
         {"tile_size": 16, "output": "polygons"},
         {"tile_size": 16, "blend": "box"},
         {"tile_size": 16, "batch_size": 0},
+        {"tile_size": 16, "amp": "half"},
     ],
 )
 def test_bad_options_are_input_errors(options):
@@ -299,12 +306,30 @@ def test_high_overlap_warns_with_the_tile_count():
         predict(np.zeros((1, 60, 60), np.float32), Counting(), tile_size=16, overlap=0.95, progress=False)
 
 
-def test_batch_size_changes_no_bit():
-    x = np.random.default_rng(11).random((2, 150, 130), dtype=np.float32)
+@pytest.mark.parametrize("width", [130, 64])  # 64: lines of 3 tiles, which a batch size of 2 cannot halve
+@pytest.mark.parametrize("channels_last", [True, False])  # contiguous, a batch of one takes another path
+def test_batch_size_changes_no_bit(monkeypatch, width, channels_last):
+    if not channels_last:
+        monkeypatch.setattr("seamline.inference.convolutional", lambda *_: False)
+    x = np.random.default_rng(11).random((2, 150, width), dtype=np.float32)
     model = Counting(2, 3)
     results = [run(x, model, tile_size=32, overlap=0.5, batch_size=b) for b in (8, 5, 3, 2)]
     for other in results[1:]:
         np.testing.assert_array_equal(results[0], other)
+
+
+@settings(max_examples=300, deadline=None)
+@given(count=st.integers(1, 200), batch_size=st.integers(1, 70))
+def test_batches_cover_the_tiles_in_order_and_hold_one_tile_only_when_they_must(count, batch_size):
+    batches = batch_ranges(count, batch_size)
+    assert [i for batch in batches for i in batch] == list(range(count))
+    sizes = [len(batch) for batch in batches]
+    if count > 1 and batch_size > 1:
+        assert min(sizes) >= 2  # torch's CPU convolutions give a tile the same bits in any batch of 2 or more
+    else:
+        assert sizes == [1] * count
+    assert max(sizes) <= (3 if batch_size == 2 else batch_size)
+    assert sizes[:-2] == [batch_size] * (len(sizes) - 2)  # full batches but at the end
 
 
 class Constant(torch.nn.Module):

@@ -13,7 +13,7 @@ from monai.transforms import KeepLargestConnectedComponent
 from skimage.morphology import remove_small_objects
 
 from seamline import Image, InputError
-from seamline.labels import label, structure
+from seamline.labels import _faces, label, structure
 from seamline.postprocess import fill_holes, keep_largest_component, remove_small
 from tests.conftest import data_file
 
@@ -104,6 +104,14 @@ def test_touching_classes_are_two_components_by_value():
     values = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
     assert label(da.from_array(values, chunks=(1, 2)), by_value=True)[1] == 2
     assert label(da.from_array(values, chunks=(1, 2)))[1] == 1
+
+
+def test_a_chunk_summary_keeps_only_its_faces():
+    chunk = np.random.default_rng(0).integers(0, 3, (20, 30)).astype(np.uint8)
+    count, faces = _faces(chunk, structure(2), by_value=True)
+    assert len(faces) == 4 and count > 0
+    assert not any(np.shares_memory(values, chunk) for _, values in faces)  # not views holding the whole chunk
+    assert sum(values.nbytes for _, values in faces) == 2 * (20 + 30)
 
 
 def test_image_in_image_out():

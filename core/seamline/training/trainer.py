@@ -38,7 +38,7 @@ from tqdm import tqdm
 from .. import io as seamline_io
 from ..atomic import atomic_output, check_writable
 from ..bundle import Bundle, ModelCard, build_module, load_model, save_model
-from ..devices import autocast, resolve_device
+from ..devices import autocast, autocast_dtype, resolve_device
 from ..errors import InputError
 from ..image import Image, check_same_grid
 from ..normalize import fit_normalization, normalize
@@ -368,7 +368,7 @@ def train(
     torch.manual_seed(loop.seed)
     module = build_module(card).to(device)
     optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay)
-    half = device.type == "cuda" and loop.amp is not False and not torch.cuda.is_bf16_supported()
+    half = device.type == "cuda" and autocast_dtype(device, loop.amp) == torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=half)
     loss_fn = make_loss(cfg.loss, ignore_index=cfg.data.ignore_index).to(device)
     steps = _steps_per_epoch(cfg)
