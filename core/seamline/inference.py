@@ -244,7 +244,7 @@ def predict(
         raise InputError(f"output must be one of {', '.join(OUTPUTS)}; got {output!r}")
     if batch_size is not None and (not isinstance(batch_size, int | np.integer) or batch_size < 1):
         raise InputError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
-    if not (amp is None or isinstance(amp, bool) or amp in ("float16", "bfloat16")):
+    if not (amp is None or isinstance(amp, bool | np.bool_) or amp in ("float16", "bfloat16")):
         raise InputError(f"amp must be True, False, None, 'float16' or 'bfloat16'; got {amp!r}")
     tile = tile_sizes(tile_size, image.ndim)
     if math.prod(tile) < MIN_TILE_PIXELS:
