@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,41 @@ def write_folder(
         (path / f"fold_{fold}").mkdir(exist_ok=True)
         trainer_run.save_checkpoint(str(path / f"fold_{fold}" / "checkpoint_final.pth"))
     return path
+
+
+def broken_copy(make: Callable[..., Path], tmp_path: Path, name: str, change: Callable[[Path], Any]) -> Path:
+    """A copy of the good folder ``make("ct")`` with one thing changed by *change(folder)*."""
+    import shutil
+
+    copy = tmp_path / name
+    shutil.copytree(make("ct"), copy)
+    change(copy)
+    return copy
+
+
+def edit_json(name: str, edit: Callable[[Any], Any]) -> Callable[[Path], None]:
+    """A change that edits the JSON file *name* of a folder in place."""
+
+    def change(folder: Path) -> None:
+        data = json.loads((folder / name).read_text())
+        edit(data)
+        (folder / name).write_text(json.dumps(data))
+
+    return change
+
+
+def rewrite_checkpoint(edit: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
+    """A change that edits fold 0's checkpoint (unpickled in full: the tests wrote it)."""
+
+    def change(folder: Path) -> None:
+        import torch
+
+        path = folder / "fold_0" / "checkpoint_final.pth"
+        checkpoint = torch.load(path, weights_only=False)
+        edit(checkpoint)
+        torch.save(checkpoint, path)
+
+    return change
 
 
 def _volumes(root: Path) -> list[tuple[np.ndarray, np.ndarray, str]]:

@@ -42,26 +42,6 @@ CT_LONG = ("totalsegmentator_ct_mr", "example_ct.nii.gz")
 MR = ("totalsegmentator_ct_mr", "example_mr_sm.nii.gz")
 
 
-@pytest.fixture(scope="module")
-def folder_factory(tmp_path_factory):
-    """Make (once per module) an nnU-Net folder by name, from plans and dataset options."""
-    made = {}
-    root = tmp_path_factory.mktemp("nnunet")
-
-    def make(name, *, folds=(0,), trainer="nnUNetTrainer", regions=False, channel="CT", **plans_options):
-        if name not in made:
-            made[name] = folders.write_folder(
-                root / "Dataset901_Organs" / f"{trainer}__nnUNetPlans__3d_fullres-{name}",
-                plans_data=folders.plans(**plans_options),
-                dataset_data=folders.dataset(regions=regions, channel=channel),
-                folds=folds,
-                trainer=trainer,
-            )
-        return made[name]
-
-    return make
-
-
 def predictor(folder, *, mirror=True):
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
@@ -336,45 +316,15 @@ def test_plugins_lists_the_model_format():
     assert result.exit_code == 0 and any("nnunet" in line.split(":")[1].split(", ") for line in formats)
 
 
-def _broken(folder_factory, tmp_path, name, change):
-    """A copy of a good folder with one thing changed by *change(folder)*."""
-    import shutil
-
-    good = folder_factory("ct")
-    copy = tmp_path / name
-    shutil.copytree(good, copy)
-    change(copy)
-    return copy
-
-
-def _edit_json(name, edit):
-    def change(folder):
-        data = json.loads((folder / name).read_text())
-        edit(data)
-        (folder / name).write_text(json.dumps(data))
-
-    return change
-
-
-def _rewrite_checkpoint(edit):
-    def change(folder):
-        path = folder / "fold_0" / "checkpoint_final.pth"
-        checkpoint = torch.load(path, weights_only=False)
-        edit(checkpoint)
-        torch.save(checkpoint, path)
-
-    return change
-
-
 class Opaque:
     """A class a weights-only unpickler must not build."""
 
 
 BROKEN = {
     "missing fold": (lambda f: None, {"folds": [3]}, "fold_3"),
-    "unknown trainer": (_rewrite_checkpoint(lambda c: c.update(trainer_name="MyTrainer")), {}, "trainer_name"),
+    "unknown trainer": (folders.rewrite_checkpoint(lambda c: c.update(trainer_name="MyTrainer")), {}, "trainer_name"),
     "unknown network": (
-        _edit_json(
+        folders.edit_json(
             "plans.json",
             lambda p: p["configurations"]["3d_fullres"]["architecture"].update(network_class_name="my.Net"),
         ),
@@ -382,7 +332,7 @@ BROKEN = {
         "network_class_name",
     ),
     "layer not allowed": (
-        _edit_json(
+        folders.edit_json(
             "plans.json",
             lambda p: p["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"].update(nonlin="os.system"),
         ),
@@ -390,27 +340,33 @@ BROKEN = {
         "nonlin",
     ),
     "cascade": (
-        _edit_json("plans.json", lambda p: p["configurations"]["3d_fullres"].update(previous_stage="3d_lowres")),
+        folders.edit_json("plans.json", lambda p: p["configurations"]["3d_fullres"].update(previous_stage="3d_lowres")),
         {},
         "previous_stage",
     ),
     "normalization": (
-        _edit_json("plans.json", lambda p: p["configurations"]["3d_fullres"].update(normalization_schemes=["Mine"])),
+        folders.edit_json(
+            "plans.json", lambda p: p["configurations"]["3d_fullres"].update(normalization_schemes=["Mine"])
+        ),
         {},
         "normalization_schemes",
     ),
     "resampling": (
-        _edit_json(
+        folders.edit_json(
             "plans.json", lambda p: p["configurations"]["3d_fullres"].update(resampling_fn_data="resample_torch_simple")
         ),
         {},
         "resampling_fn_data",
     ),
-    "reader": (_edit_json("plans.json", lambda p: p.update(image_reader_writer="Tiff3DIO")), {}, "image_reader_writer"),
+    "reader": (
+        folders.edit_json("plans.json", lambda p: p.update(image_reader_writer="Tiff3DIO")),
+        {},
+        "image_reader_writer",
+    ),
     "not a checkpoint": (lambda f: (f / "fold_0" / "checkpoint_final.pth").write_bytes(b"junk"), {}, "checkpoint"),
-    "needs unpickling": (_rewrite_checkpoint(lambda c: c.update(extra=Opaque())), {}, "full unpickling"),
+    "needs unpickling": (folders.rewrite_checkpoint(lambda c: c.update(extra=Opaque())), {}, "full unpickling"),
     "weights do not fit": (
-        _rewrite_checkpoint(lambda c: c["network_weights"].pop("decoder.seg_layers.1.bias")),
+        folders.rewrite_checkpoint(lambda c: c["network_weights"].pop("decoder.seg_layers.1.bias")),
         {},
         "network_weights",
     ),
@@ -420,7 +376,7 @@ BROKEN = {
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_a_bad_folder_is_one_line_naming_file_and_field(folder_factory, tmp_path, case):
     change, options, field = BROKEN[case]
-    folder = _broken(folder_factory, tmp_path, case.replace(" ", "-"), change)
+    folder = folders.broken_copy(folder_factory, tmp_path, case.replace(" ", "-"), change)
     with pytest.raises(ModelError) as raised:
         seamline.load_model(folder, **options)
     message = str(raised.value)
@@ -430,7 +386,9 @@ def test_a_bad_folder_is_one_line_naming_file_and_field(folder_factory, tmp_path
 def test_the_command_line_exits_2_on_a_bad_folder(folder_factory, tmp_path):
     from seamline.cli import get_cli
 
-    folder = _broken(folder_factory, tmp_path, "cli", _rewrite_checkpoint(lambda c: c.update(trainer_name="Mine")))
+    folder = folders.broken_copy(
+        folder_factory, tmp_path, "cli", folders.rewrite_checkpoint(lambda c: c.update(trainer_name="Mine"))
+    )
     args = ["predict", str(data_file(*CT)), str(tmp_path / "out.nii.gz"), "--model", str(folder)]
     result = CliRunner().invoke(get_cli(), args)
     assert result.exit_code == 2
@@ -444,7 +402,9 @@ def test_a_pickle_with_code_is_never_run(folder_factory, tmp_path):
         def __reduce__(self):
             return (open, (str(ran), "w"))
 
-    folder = _broken(folder_factory, tmp_path, "payload", _rewrite_checkpoint(lambda c: c.update(payload=Payload())))
+    folder = folders.broken_copy(
+        folder_factory, tmp_path, "payload", folders.rewrite_checkpoint(lambda c: c.update(payload=Payload()))
+    )
     with pytest.raises(ModelError):
         seamline.load_model(folder)
     assert not ran.exists()

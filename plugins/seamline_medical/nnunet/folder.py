@@ -13,24 +13,30 @@ TotalSegmentator downloads)::
 :func:`load` reads both JSON files and every fold's checkpoint, a pickle, as
 :func:`seamline.weights.read_checkpoint` reads any: with ``torch.load(weights_only=True)``,
 whose unpickler builds tensors, containers and the NumPy scalars nnU-Net's training log
-holds; a checkpoint that needs anything else is refused with a message saying so. The network is
-built by :mod:`.network`, the pipeline described by :mod:`.plans`.
+holds; a checkpoint that needs anything else is refused with a message saying so. The JSON
+files are read with limits (:data:`JSON_LIMIT` bytes, :func:`seamline.bundle_files.loads`'
+nesting depth). The network is built by :mod:`.network`, first on torch's ``meta`` device
+and compared with each checkpoint's tensor shapes (:func:`seamline.weights.build_checked`),
+so that plans asking for a huge network are refused before anything is allocated; the
+pipeline is described by :mod:`.plans`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from seamline.errors import ModelError
+from seamline.bundle_files import loads
+from seamline.errors import ModelError, first_line
 
-__all__ = ["can_load", "load", "model_folder", "read_checkpoint"]
+__all__ = ["can_load", "load", "model_folder", "read_checkpoint", "JSON_LIMIT"]
 
 _FOLD = re.compile(r"fold_(\d+|all)$")
+#: The largest plans.json or dataset.json read (nnU-Net's are kilobytes; a dataset.json may list every case).
+JSON_LIMIT = 64 * 2**20
 
 
 def _is_model_folder(path: Path) -> bool:
@@ -120,10 +126,16 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file of at most :data:`JSON_LIMIT` bytes, nested at most a few dozen levels."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"is not readable JSON: {exc}", path) from exc
+        size = path.stat().st_size
+        if size > JSON_LIMIT:
+            raise ModelError(f"is {size} bytes, more than the {JSON_LIMIT} a model folder's JSON may hold", path)
+        data = loads(path.read_bytes(), path, what=path.name)
+    except OSError as exc:
+        raise ModelError(f"cannot be read: {exc.strerror or exc}", path) from exc
+    except ValueError as exc:  # json's own limits, such as an integer of thousands of digits
+        raise ModelError(f"is not valid JSON: {first_line(exc)}", path) from exc
     if not isinstance(data, dict):
         raise ModelError("is not a JSON object", path)
     return data
@@ -189,9 +201,8 @@ def load(
         network class, or a plans feature seamline does not reproduce; one line naming
         the file and the field.
     """
-    from seamline.weights import fit_weights
-
-    from .network import build_network, check_trainer
+    from .checks import malformed, mirror_axes
+    from .network import NNUNetNetwork, check_trainer
     from .pipeline import from_card
     from .plans import model_card
 
@@ -209,10 +220,16 @@ def load(
             raise ModelError(f"trainer_name {data['trainer_name']!r} differs from fold {chosen[0]}'s", file)
         checkpoints.append({"network_weights": data["network_weights"]})
     assert first is not None
-    trained = (first.get("init_args") or {}).get("configuration") or folder.name.rsplit("__", 1)[-1]
-    if configuration is not None and configuration != trained:
-        raise ModelError(f"init_args.configuration is {trained!r}, not the {configuration!r} asked for", files[0])
-    axes = first.get("inference_allowed_mirroring_axes") or ()
+    with malformed(files[0]):
+        init_args = first.get("init_args") or {}
+        if not isinstance(init_args, dict):
+            raise ModelError(f"init_args is a {type(init_args).__name__}, not a dict", files[0])
+        trained = init_args.get("configuration") or folder.name.rsplit("__", 1)[-1]
+        if not isinstance(trained, str):
+            raise ModelError(f"init_args.configuration {trained!r} is not a configuration's name", files[0])
+        if configuration is not None and configuration != trained:
+            raise ModelError(f"init_args.configuration is {trained!r}, not the {configuration!r} asked for", files[0])
+        axes = mirror_axes(first.get("inference_allowed_mirroring_axes"), "inference_allowed_mirroring_axes", files[0])
     card = model_card(
         plans_data,
         dataset,
@@ -229,13 +246,35 @@ def load(
             "configuration": trained,
             "folds": chosen,
             "checkpoint": checkpoint,
-            "inference_allowed_mirroring_axes": list(axes),
+            "inference_allowed_mirroring_axes": axes,
         },
     )
-    try:
-        module = build_network(card.in_channels, len(card.classes), **card.kwargs)
-    except ModelError as exc:
-        raise ModelError(exc.message, folder / "plans.json") from exc
-    for network, weights, file in zip(module.folds, checkpoints, files, strict=True):
-        fit_weights(network, weights, source=file, architecture=card.kwargs["network"].rsplit(".", 1)[-1])
+    networks = [_fold_network(card, weights, file) for weights, file in zip(checkpoints, files, strict=True)]
+    module = NNUNetNetwork(networks, card.kwargs["mirror_axes"], card.kwargs["heads"])
     return from_card(module, card)
+
+
+def _fold_network(card: Any, weights: dict[str, Any], file: Path) -> Any:
+    """One fold's network with its weights: built on torch's meta device and checked against them first.
+
+    A plans.json asking for a network of terabytes (``features_per_stage`` of a million)
+    is so refused before anything is allocated.
+    """
+    from seamline.weights import build_checked, fit_weights, tensors_by_name
+
+    from .network import build_fold
+
+    kwargs, plans_file = card.kwargs, file.parent.parent / "plans.json"
+    name = kwargs["network"].rsplit(".", 1)[-1]
+    shapes = {key: tuple(value.shape) for key, value in tensors_by_name(weights["network_weights"]).items()}
+    arguments = (card.in_channels, kwargs["heads"], kwargs["network"], kwargs["arch_kwargs"], kwargs["requires_import"])
+    try:
+        network = build_checked(
+            lambda: build_fold(*arguments), shapes, file, architecture=f"{name} as {plans_file} builds it"
+        )
+    except ModelError as exc:
+        if exc.path is None:  # the plans' arguments do not build the network
+            raise ModelError(exc.message, plans_file) from exc
+        raise ModelError(f"network_weights: {exc.message}", file) from exc
+    fit_weights(network, weights, source=file, architecture=name)
+    return network

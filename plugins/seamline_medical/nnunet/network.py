@@ -12,8 +12,10 @@ the plans unchanged) are accepted.
 :class:`NNUNetNetwork` holds the network of every fold and runs nnU-Net's test-time
 mirroring: per fold, the logits of the tile and of its flips over the allowed axes, each
 flipped back, averaged; then the average over folds. Blending tiles is linear, so
-averaging per tile equals nnU-Net's order (blend each fold, then average). It is the
-architecture ``"nnunet.network"``: an imported bundle rebuilds it by name.
+averaging per tile equals nnU-Net's order (blend each fold, then average). The sums are
+float32 even where autocast runs the networks in float16 on a GPU (nnU-Net sums them, and
+its tiles, in float16). It is the architecture ``"nnunet.network"``: an imported bundle
+rebuilds it by name.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from typing import Any
 
 import torch
 
-from seamline.errors import ModelError
+from seamline.errors import ModelError, first_line
+
+from . import checks
 
 __all__ = ["NNUNetNetwork", "build_network", "NETWORKS", "LAYERS", "TRAINERS", "check_trainer"]
 
@@ -198,8 +202,10 @@ def build_fold(
     cls = _network_class(network)
     try:
         return cls(input_channels=in_channels, num_classes=heads, **kwargs)
-    except (TypeError, ValueError, AssertionError, KeyError, IndexError) as exc:
-        raise ModelError(f"arch_kwargs do not build {network.rsplit('.', 1)[-1]}: {exc}") from exc
+    except (TypeError, ValueError, AssertionError, KeyError, IndexError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and "meta" in str(exc):
+            raise  # not the arguments' fault: this layer cannot be built on torch's meta device
+        raise ModelError(f"arch_kwargs do not build {network.rsplit('.', 1)[-1]}: {first_line(exc)}") from exc
 
 
 class NNUNetNetwork(torch.nn.Module):
@@ -230,9 +236,9 @@ class NNUNetNetwork(torch.nn.Module):
             return x.new_zeros((0, self.heads, *x.shape[2:]))
         total = None
         for network in self.folds:
-            logits = network(x)
+            logits = network(x).float()  # summed in float32 even when autocast runs the network in float16
             for axes in self._flips:
-                logits += torch.flip(network(torch.flip(x, axes)), axes)
+                logits += torch.flip(network(torch.flip(x, axes)), axes).float()
             logits /= len(self._flips) + 1
             total = logits if total is None else total + logits
         assert total is not None
@@ -272,7 +278,13 @@ def build_network(
     Returns
     -------
     NNUNetNetwork
+
+    Raises
+    ------
+    ModelError
+        If the arguments do not build the network, or *mirror_axes* are not spatial axes.
     """
+    axes = checks.mirror_axes(mirror_axes, "kwargs.mirror_axes", None)
     heads = heads or classes
     nets = [build_fold(in_channels, heads, network, arch_kwargs, requires_import) for _ in range(folds)]
-    return NNUNetNetwork(nets, mirror_axes, heads)
+    return NNUNetNetwork(nets, axes, heads)

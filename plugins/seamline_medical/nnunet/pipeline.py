@@ -18,7 +18,9 @@ with the same numbers, all from the card's ``pipeline`` (so a bundle written by
 
 Everything after the few reductions of step 1 is lazy and block by block: no step holds
 a (classes x volume) array, the one that makes nnU-Net itself run out of memory on large
-volumes. nnU-Net sums tiles and exports logits in float16; seamline keeps float32, so a
+volumes. On a GPU the networks run under float16 autocast, as nnU-Net's
+(``amp="float16"``, where the engine would choose bfloat16), and on the CPU in float32, as
+nnU-Net's. nnU-Net sums tiles and exports logits in float16; seamline keeps float32, so a
 label may differ where two logits are within float16 rounding of each other: on
 boundaries between labels.
 """
@@ -35,6 +37,7 @@ from nibabel import orientations
 from scipy.special import expit
 
 from seamline.bundle import Bundle, ModelCard
+from seamline.devices import resolve_device
 from seamline.errors import InputError, ModelError
 from seamline.image import Image
 from seamline.inference import OUTPUTS
@@ -42,6 +45,7 @@ from seamline.inference import predict as run_engine
 from seamline.logits import label_dtype, paint_regions, probabilities
 
 from ..geometry import GEOMETRY_KEYS, reorient
+from .checks import check_pipeline
 from .preprocess import Grid, to_network_grid
 from .resample import resample_to_shape
 
@@ -57,6 +61,13 @@ def _labels(logits: np.ndarray, order: list[int] | None, dtype: np.dtype) -> np.
 
 def _probabilities(logits: np.ndarray, regions: bool) -> np.ndarray:
     return expit(logits) if regions else probabilities(logits)
+
+
+def _on_cuda(device: Any) -> bool:
+    try:
+        return resolve_device(device).type == "cuda"
+    except (RuntimeError, TypeError):  # not a device: the engine says so
+        return False
 
 
 def _paste(data: da.Array, box: tuple[tuple[int, int], ...], shape: tuple[int, ...], fill: list[float]) -> da.Array:
@@ -78,11 +89,18 @@ class NNUNetBundle(Bundle):
         The folds' networks with nnU-Net's mirroring.
     card : ModelCard
         With ``pipeline["format"] == "nnunet"`` (see :mod:`.plans`).
+
+    Raises
+    ------
+    ModelError
+        If the pipeline lacks a step or holds a value nnU-Net's pipeline does not take
+        (:func:`.checks.check_pipeline`).
     """
 
     def __init__(self, module: Any, card: ModelCard) -> None:
         super().__init__(module, card)
-        self.pipeline: dict[str, Any] = dict(card.pipeline or {})
+        heads = card.kwargs.get("heads") or len(card.classes)
+        self.pipeline = check_pipeline(card.pipeline, channels=card.in_channels, heads=heads, classes=len(card.classes))
         self._regions = self.pipeline["regions"] is not None
 
     def model_input(self, image: Image) -> tuple[Image, Callable[[Image, str], Image]]:
@@ -123,6 +141,8 @@ class NNUNetBundle(Bundle):
         options.setdefault("placement", "nnunet")
         options.setdefault("batch_size", 1)  # as nnU-Net: its patches are large
         options.setdefault("fit", not self.card.pad_to_tile)
+        if _on_cuda(options.get("device", "auto")):
+            options.setdefault("amp", "float16")  # nnU-Net's torch.autocast("cuda"); it runs the CPU in float32
         return options
 
     def network_scores(self, image: Image | Any, **options: Any) -> Image:
@@ -229,10 +249,7 @@ def from_card(module: Any, card: ModelCard) -> NNUNetBundle:
     Raises
     ------
     ModelError
-        If the pipeline lacks a step this version runs.
+        If the pipeline lacks a step this version runs, or a value in it is not what
+        nnU-Net's pipeline takes (checked as :mod:`.plans` checks the plans).
     """
-    needed = {"reorient", "transpose_forward", "spacing", "tile_step_size", "normalization", "resampling", "regions"}
-    missing = sorted(needed - set(card.pipeline or {}))
-    if missing:
-        raise ModelError(f"the card's nnunet pipeline lacks {', '.join(missing)}")
     return NNUNetBundle(module, card)

@@ -9,7 +9,9 @@ returns a :class:`~seamline.card.ModelCard` whose ``pipeline`` holds, as plain J
 every step :mod:`.pipeline` runs. Whatever seamline does not reproduce is refused here,
 as a :class:`~seamline.errors.ModelError` naming the file and the field: a cascade stage,
 a custom preprocessor, resampling or label manager, an unknown normalization scheme, an
-image reader that orders axes another way.
+image reader that orders axes another way. Each value is checked by :mod:`.checks` (the
+checks imported cards get too); a value of a shape nobody foresaw is still one line
+naming the file (:func:`.checks.malformed`).
 """
 
 from __future__ import annotations
@@ -23,24 +25,15 @@ import numpy as np
 from seamline.bundle import ModelCard
 from seamline.errors import ModelError
 
+from . import checks
+from .checks import CT_KEYS, NORMALIZATIONS, READERS
 from .network import LAYERS, NETWORKS
 from .resample import ANISOTROPY_THRESHOLD
 
 __all__ = ["model_card", "configuration", "NORMALIZATIONS", "READERS"]
 
-#: Normalization schemes reproduced (nnunetv2's default_normalization_schemes).
-NORMALIZATIONS = (
-    "CTNormalization",
-    "ZScoreNormalization",
-    "RescaleTo01Normalization",
-    "RGBTo01Normalization",
-    "NoNormalization",
-)
-#: Image readers whose axis order seamline reproduces; True where the reader reorients to RAS first.
-READERS = {"SimpleITKIO": False, "NibabelIO": False, "NibabelIOWithReorient": True}
 _RESAMPLINGS = ("resample_data_or_seg_to_shape", "no_resampling_hack")
 _RESAMPLING_KEYS = {"is_seg", "order", "order_z", "force_separate_z", "separate_z_anisotropy_threshold"}
-_CT_KEYS = ("mean", "std", "percentile_00_5", "percentile_99_5")
 
 
 def _old_architecture(config: Mapping[str, Any], where: str, source: Path) -> dict[str, Any]:
@@ -52,6 +45,10 @@ def _old_architecture(config: Mapping[str, Any], where: str, source: Path) -> di
     }
     if name not in paths:
         raise ModelError(f"{where}.UNet_class_name {name!r} is not PlainConvUNet or ResidualEncoderUNet", source)
+    for key in ("UNet_base_num_features", "unet_max_num_features"):
+        value = config.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ModelError(f"{where}.{key} {value!r} is not a positive whole number", source)
     try:
         stages = len(config["n_conv_per_stage_encoder"])
         dim = len(config["patch_size"])
@@ -113,9 +110,13 @@ def configuration(plans: Mapping[str, Any], name: str, source: Path) -> dict[str
         if name not in configurations:
             raise ModelError(f"has no configuration {name!r} (it has: {', '.join(configurations)})", source)
         chain.append(name)
+        if not isinstance(configurations[name], Mapping):
+            raise ModelError(f"configurations.{name} is not a JSON object", source)
         parent = configurations[name].get("inherits_from")
         if parent is None:
             break
+        if not isinstance(parent, str):
+            raise ModelError(f"configurations.{name}.inherits_from {parent!r} is not a configuration's name", source)
         name = parent
     else:
         raise ModelError(f"configurations inherit in a circle: {' -> '.join([*chain, name])}", source)
@@ -134,17 +135,20 @@ def _resampling(config: Mapping[str, Any], which: str, where: str, source: Path)
         raise ModelError(f"{where}.resampling_fn_{which} {function!r} is not one of {', '.join(_RESAMPLINGS)}", source)
     if function == "no_resampling_hack":
         return None
-    kwargs = dict(config.get(f"resampling_fn_{which}_kwargs") or {})
+    field = f"{where}.resampling_fn_{which}_kwargs"
+    kwargs = config.get(f"resampling_fn_{which}_kwargs") or {}
+    if not isinstance(kwargs, Mapping):
+        raise ModelError(f"{field} is not a JSON object", source)
     unknown = sorted(set(kwargs) - _RESAMPLING_KEYS)
-    if unknown or kwargs.get("is_seg", False) or kwargs.get("order_z", 0) not in (0, 1):
-        problem = f"unknown keys {unknown}" if unknown else "is_seg or order_z outside 0, 1"
-        raise ModelError(f"{where}.resampling_fn_{which}_kwargs: {problem}", source)
-    return {
-        "order": int(kwargs.get("order", 3)),
-        "order_z": int(kwargs.get("order_z", 0)),
+    if unknown or kwargs.get("is_seg", False):
+        raise ModelError(f"{field}: {f'unknown keys {unknown}' if unknown else 'is_seg is true'}", source)
+    step = {
+        "order": kwargs.get("order", 3),
+        "order_z": kwargs.get("order_z", 0),
         "force_separate_z": kwargs.get("force_separate_z", False),
-        "threshold": float(kwargs.get("separate_z_anisotropy_threshold", ANISOTROPY_THRESHOLD)),
+        "threshold": kwargs.get("separate_z_anisotropy_threshold", ANISOTROPY_THRESHOLD),
     }
+    return checks.resampling(step, field, source)
 
 
 def _intensities(plans: Mapping[str, Any], channel: int, source: Path) -> dict[str, float]:
@@ -152,13 +156,8 @@ def _intensities(plans: Mapping[str, Any], channel: int, source: Path) -> dict[s
     table = plans.get("foreground_intensity_properties_per_channel")
     if table is None:
         table = plans.get("foreground_intensity_properties_by_modality")
-    entry = (table or {}).get(str(channel))
-    if not isinstance(entry, Mapping) or any(key not in entry for key in _CT_KEYS):
-        raise ModelError(
-            f"foreground_intensity_properties_per_channel.{channel} lacks {', '.join(_CT_KEYS)} for CTNormalization",
-            source,
-        )
-    return {key: float(entry[key]) for key in _CT_KEYS}
+    entry = table.get(str(channel)) if isinstance(table, Mapping) else None
+    return checks.numbers_of(entry, CT_KEYS, f"foreground_intensity_properties_per_channel.{channel}", source)
 
 
 def _normalization(
@@ -170,16 +169,20 @@ def _normalization(
         raise ModelError(f"{where}.normalization_schemes and use_mask_for_norm need one entry per channel", source)
     steps = []
     for channel, (scheme, mask) in enumerate(zip(schemes, masks, strict=True)):
-        if scheme not in NORMALIZATIONS:
-            raise ModelError(
-                f"{where}.normalization_schemes[{channel}] {scheme!r} is not one of {', '.join(NORMALIZATIONS)}",
-                source,
-            )
+        checks.normalization_scheme(scheme, f"{where}.normalization_schemes[{channel}]", source)
         step: dict[str, Any] = {"scheme": scheme, "use_mask": bool(mask)}
         if scheme == "CTNormalization":
             step.update(_intensities(plans, channel, source))
         steps.append(step)
     return steps
+
+
+def _channels(dataset: Mapping[str, Any], source: Path) -> list[str]:
+    """The input channels' names, in the order of their numbers ``"0"``, ``"1"``, ..."""
+    channels = dataset.get("channel_names", dataset.get("modality"))
+    if not isinstance(channels, Mapping) or not channels or set(channels) != {str(c) for c in range(len(channels))}:
+        raise ModelError("channel_names must name the input channels by their numbers 0, 1, ...", source)
+    return [str(channels[str(c)]) for c in range(len(channels))]
 
 
 def _labels(
@@ -189,40 +192,38 @@ def _labels(
     labels = dataset.get("labels")
     if not isinstance(labels, Mapping) or labels.get("background") != 0:
         raise ModelError("labels must map names to values, with background 0", source)
-    entries = {k: v for k, v in labels.items() if k != "ignore"}
-    regions_on = any(isinstance(v, list | tuple) and len(v) > 1 for v in entries.values())
-    values = sorted({int(x) for v in entries.values() for x in (v if isinstance(v, list | tuple) else [v])})
-    if not regions_on:
-        named = {int(v[0] if isinstance(v, list | tuple) else v): k for k, v in entries.items()}
-        return [named.get(value, f"class {i}") for i, value in enumerate(values)], len(values), None, None
-    order = dataset.get("regions_class_order")
-    regions = {
-        k: [int(x) for x in (v if isinstance(v, list | tuple) else [v])]
-        for k, v in entries.items()
-        if set(v if isinstance(v, list | tuple) else [v]) != {0}
+    entries = {
+        name: [checks.label_value(x, f"labels.{name}", source) for x in (v if isinstance(v, list | tuple) else [v])]
+        for name, v in labels.items()
+        if name != "ignore"
     }
-    if not isinstance(order, list) or len(order) != len(regions) or not all(isinstance(c, int) for c in order):
-        raise ModelError(
-            f"regions_class_order must list one label value for each of the {len(regions)} regions", source
-        )
+    if any(not values for values in entries.values()):
+        raise ModelError("labels: every label needs a value", source)
+    values = sorted({x for v in entries.values() for x in v})
+    if not any(len(v) > 1 for v in entries.values()):
+        named = {v[0]: k for k, v in entries.items()}
+        return [named.get(value, f"class {i}") for i, value in enumerate(values)], len(values), None, None
+    regions = {k: v for k, v in entries.items() if set(v) != {0}}
+    found, order = checks.regions(list(regions.values()), dataset.get("regions_class_order"), "labels", source)
+    assert found is not None and order is not None
     names = ["background"] + [f"class {i}" for i in range(1, max(order) + 1)]
     for name, value in zip(regions, order, strict=True):
         names[value] = name
-    return names, len(regions), list(regions.values()), order
+    return names, len(regions), found, order
 
 
 def _check_axes(plans: Mapping[str, Any], source: Path) -> list[int]:
-    forward, backward = list(plans.get("transpose_forward") or []), plans.get("transpose_backward")
-    if sorted(forward) != [0, 1, 2] or list(np.argsort(forward)) != backward:
-        raise ModelError(
-            f"transpose_forward {forward} and transpose_backward {backward} are not a permutation and its inverse",
-            source,
-        )
+    forward = checks.permutation(plans.get("transpose_forward"), "transpose_forward", source)
+    backward = plans.get("transpose_backward")
+    if [int(a) for a in np.argsort(forward)] != backward:
+        raise ModelError(f"transpose_backward {backward!r} is not the inverse of transpose_forward {forward}", source)
     return forward
 
 
 def _architecture(config: Mapping[str, Any], where: str, source: Path) -> dict[str, Any]:
     architecture = config["architecture"]
+    if not isinstance(architecture, Mapping):
+        raise ModelError(f"{where}.architecture is not a JSON object", source)
     network = architecture.get("network_class_name")
     kwargs = architecture.get("arch_kwargs")
     imports = architecture.get("_kw_requires_import", [])
@@ -230,7 +231,7 @@ def _architecture(config: Mapping[str, Any], where: str, source: Path) -> dict[s
         raise ModelError(
             f"{where}.architecture.network_class_name {network!r} is not one of {', '.join(NETWORKS)}", source
         )
-    if not isinstance(kwargs, Mapping) or not isinstance(imports, list):
+    if not isinstance(kwargs, Mapping) or not isinstance(imports, list) or not all(isinstance(k, str) for k in imports):
         raise ModelError(f"{where}.architecture needs arch_kwargs and _kw_requires_import", source)
     for key in imports:
         value = kwargs.get(key)
@@ -283,59 +284,59 @@ def model_card(
         For anything seamline does not reproduce, naming the file and the field.
     """
     plans_file, dataset_file = folder / "plans.json", folder / "dataset.json"
-    config = configuration(plans, name, plans_file)
-    where = f"configurations.{name}"
-    if config.get("previous_stage") is not None:
-        raise ModelError(
-            f"{where} is a cascade stage (previous_stage {config['previous_stage']!r}): it needs the previous "
-            "stage's segmentation as input, which seamline does not run",
-            plans_file,
+    with checks.malformed(dataset_file):
+        bands = _channels(dataset, dataset_file)
+        names, heads, regions, order = _labels(dataset, dataset_file)
+    with checks.malformed(plans_file):
+        config = configuration(plans, name, plans_file)
+        where = f"configurations.{name}"
+        if config.get("previous_stage") is not None:
+            raise ModelError(
+                f"{where} is a cascade stage (previous_stage {config['previous_stage']!r}): it needs the previous "
+                "stage's segmentation as input, which seamline does not run",
+                plans_file,
+            )
+        if config.get("preprocessor_name", "DefaultPreprocessor") != "DefaultPreprocessor":
+            raise ModelError(
+                f"{where}.preprocessor_name {config['preprocessor_name']!r} is not DefaultPreprocessor", plans_file
+            )
+        if plans.get("label_manager", "LabelManager") != "LabelManager":
+            raise ModelError(f"label_manager {plans['label_manager']!r} is not LabelManager", plans_file)
+        reader = plans.get("image_reader_writer", "SimpleITKIO")
+        if not isinstance(reader, str) or reader not in READERS:
+            raise ModelError(f"image_reader_writer {reader!r} is not one of {', '.join(READERS)}", plans_file)
+        patch = checks.vector(config.get("patch_size"), f"{where}.patch_size", plans_file, whole=True)
+        pipeline = {
+            "format": "nnunet",
+            "reader": reader,
+            "reorient": READERS[reader] if reorient is None else bool(reorient),
+            "transpose_forward": _check_axes(plans, plans_file),
+            "spacing": checks.vector(config.get("spacing"), f"{where}.spacing", plans_file),
+            "patch_size": patch,
+            "tile_step_size": 0.5,
+            "normalization": _normalization(plans, config, len(bands), where, plans_file),
+            "resampling": {which: _resampling(config, which, where, plans_file) for which in ("data", "probabilities")},
+            "regions": regions,
+            "regions_class_order": order,
+        }
+        return ModelCard(
+            architecture="nnunet.network",
+            in_channels=len(bands),
+            classes=names,
+            kwargs={
+                **_architecture(config, where, plans_file),
+                "heads": heads,
+                "folds": len(folds),
+                "mirror_axes": list(mirror_axes),
+            },
+            bands=bands,
+            tile_size=patch,
+            overlap=0.5,
+            spatial_dims=3,
+            blend="nnunet",
+            pad_to_tile=True,
+            orientation="RAS" if pipeline["reorient"] else None,
+            labels_from="probabilities",
+            training=dict(training),
+            pipeline=pipeline,
         )
-    for field, expected in (("preprocessor_name", "DefaultPreprocessor"),):
-        if config.get(field, expected) != expected:
-            raise ModelError(f"{where}.{field} {config[field]!r} is not {expected}", plans_file)
-    if plans.get("label_manager", "LabelManager") != "LabelManager":
-        raise ModelError(f"label_manager {plans['label_manager']!r} is not LabelManager", plans_file)
-    reader = plans.get("image_reader_writer", "SimpleITKIO")
-    if reader not in READERS:
-        raise ModelError(f"image_reader_writer {reader!r} is not one of {', '.join(READERS)}", plans_file)
-    patch, spacing = config.get("patch_size"), config.get("spacing")
-    if not isinstance(patch, list) or not isinstance(spacing, list) or len(patch) != 3 or len(spacing) != 3:
-        raise ModelError(f"{where}.patch_size {patch} is not 3D: seamline runs nnU-Net's 3D configurations", plans_file)
-    channels = dataset.get("channel_names", dataset.get("modality"))
-    if not isinstance(channels, Mapping) or not channels:
-        raise ModelError("channel_names must name the input channels", dataset_file)
-    names, heads, regions, order = _labels(dataset, dataset_file)
-    pipeline = {
-        "format": "nnunet",
-        "reorient": READERS[reader] if reorient is None else bool(reorient),
-        "transpose_forward": _check_axes(plans, plans_file),
-        "spacing": [float(s) for s in spacing],
-        "patch_size": [int(p) for p in patch],
-        "tile_step_size": 0.5,
-        "normalization": _normalization(plans, config, len(channels), where, plans_file),
-        "resampling": {which: _resampling(config, which, where, plans_file) for which in ("data", "probabilities")},
-        "regions": regions,
-        "regions_class_order": order,
-    }
-    return ModelCard(
-        architecture="nnunet.network",
-        in_channels=len(channels),
-        classes=names,
-        kwargs={
-            **_architecture(config, where, plans_file),
-            "heads": heads,
-            "folds": len(folds),
-            "mirror_axes": list(mirror_axes),
-        },
-        bands=[str(channels[key]) for key in sorted(channels, key=int)],
-        tile_size=[int(p) for p in patch],
-        overlap=0.5,
-        spatial_dims=3,
-        blend="nnunet",
-        pad_to_tile=True,
-        orientation="RAS" if pipeline["reorient"] else None,
-        labels_from="probabilities",
-        training=dict(training),
-        pipeline=pipeline,
-    )

@@ -5,7 +5,13 @@ an image read by SimpleITKIO or NibabelIO, with the same numbers:
 
 1. **axes**: the readers return the voxel axes reversed (``(k, j, i)`` for a NIfTI file's
    ``(i, j, k)``; NibabelIOWithReorient first reorients the volume to RAS), with the
-   spacing reversed alike; then ``transpose_forward`` permutes them;
+   spacing reversed alike; then ``transpose_forward`` permutes them. The spacing is the
+   reader's: NibabelIO's is the header's pixdim; SimpleITKIO's is ITK's, the pixdim in
+   the file's spatial unit scaled to millimetres (``xyzt_units`` micrometres or metres);
+   after reorienting (NibabelIOWithReorient, or ``reorient``), nibabel's ``as_reoriented``
+   has rewritten the pixdim as the new affine's column lengths in float32, unless the
+   volume was RAS already. An image whose affine is no longer its header's (it was
+   resampled, say) has the affine's column lengths;
 2. **crop** to the box of voxels that are non-zero in some channel;
 3. **normalize** each channel by its scheme, in float32: ``CTNormalization`` clips to the
    dataset's foreground percentiles 0.5 and 99.5 and subtracts and divides by its
@@ -28,8 +34,8 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-from nibabel import orientations
 
+from seamline.errors import ModelError
 from seamline.image import Image
 from seamline.postprocess import fill_holes
 
@@ -39,6 +45,8 @@ from .resample import new_shape, resample_to_shape
 __all__ = ["Grid", "to_network_grid"]
 
 _EPS = 1e-8
+#: ITK's scale from a NIfTI file's spatial unit to millimetres (it takes any other unit for mm).
+_ITK_UNITS = {"meter": 1000.0, "micron": 0.001}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,19 +87,16 @@ class Grid:
         return tuple(self.source.spatial_shape[a] for a in self.axes)
 
 
-def _zooms(image: Image, reoriented: Image) -> tuple[float, ...]:
-    """The voxel size the readers report: the header's pixdim (permuted with the axes when reoriented)."""
+def _zooms(image: Image, source: Image, reader: str) -> tuple[float, ...]:
+    """The voxel size nnU-Net's reader reports for *image*, along *source*'s axes (see the module's docstring)."""
     header = image.meta.get("nifti_header")
-    if header is None:
-        return reoriented.spacing
-    zooms = tuple(float(z) for z in header.get_zooms()[:3])
-    if reoriented is image:
-        return zooms
-    ornt = orientations.io_orientation(image.affine)
-    permuted = [0.0] * 3
-    for axis, (target, _) in enumerate(ornt):
-        permuted[int(target)] = zooms[axis]
-    return tuple(permuted)
+    if header is None or len(header.get_zooms()) < 3 or not np.allclose(header.get_best_affine(), image.affine):
+        return source.spacing  # no header, or not this image's: the image's own voxel size
+    stored = np.asarray(source.spacing if source is not image else header.get_zooms()[:3], np.float32)
+    zooms = stored.astype(np.float64)  # the header's float32 numbers; ITK scales them in double
+    if reader == "SimpleITKIO":
+        zooms = np.abs(zooms) * _ITK_UNITS.get(header.get_xyzt_units()[0], 1.0)
+    return tuple(float(z) for z in zooms)
 
 
 def _nonzero_box(data: da.Array) -> tuple[tuple[int, int], ...]:
@@ -152,6 +157,8 @@ def _normalize(crop: da.Array, steps: Sequence[Mapping[str, Any]]) -> da.Array:
             x = (x - low) / _divisor(np.float32(stat["max"]) - low)
         elif scheme == "RGBTo01Normalization":
             x = x / np.float32(255.0)
+        elif scheme != "NoNormalization":
+            raise ModelError(f"normalization scheme {scheme!r} is not one nnU-Net's pipeline runs")
         channels.append(x)
     return da.stack(channels)
 
@@ -186,7 +193,7 @@ def to_network_grid(image: Image, pipeline: Mapping[str, Any]) -> tuple[Image, G
         What :mod:`.pipeline` needs to bring outputs back.
     """
     source = reorient(image, axcodes="RAS") if pipeline["reorient"] else image
-    zooms = _zooms(image, source)
+    zooms = _zooms(image, source, pipeline.get("reader", "SimpleITKIO"))
     axes = tuple(2 - t for t in pipeline["transpose_forward"])
     spacing = tuple(zooms[a] for a in axes)
     data = source.data.transpose((0, *(a + 1 for a in axes)))
