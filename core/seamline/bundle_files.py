@@ -112,7 +112,7 @@ def loads(data: bytes, source: str | os.PathLike | None = None, *, what: str = "
         raise ModelError(f"{what} nests deeper than {MAX_DEPTH} levels", source)
     try:
         return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer of thousands of digits
         raise ModelError(f"{what} is not valid JSON: {exc}", source) from exc
 
 

@@ -113,6 +113,13 @@ def test_a_deeply_nested_card_is_a_model_error(saved):
     assert files.loads(b'{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}') is not None
 
 
+@pytest.mark.parametrize("text", ['{"in_channels": ' + "9" * 5000 + "}", b'{"a": "\xff"}'])
+def test_json_beyond_what_json_reads_is_a_model_error(saved, text):
+    (saved / "seamline.json").write_bytes(text.encode() if isinstance(text, str) else text)
+    with pytest.raises(ModelError, match=r"seamline\.json is not valid JSON"):
+        load_model(saved)
+
+
 def test_a_hostile_safetensors_header(tmp_path):
     with pytest.raises(ModelError, match="a header of 18446744073709551615 bytes"):
         safetensors_shapes(b"\xff" * 8 + b"{}")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from seamline.bundle_files import loads
-from seamline.errors import ModelError, first_line
+from seamline.errors import ModelError
 
 __all__ = ["can_load", "load", "model_folder", "read_checkpoint", "JSON_LIMIT"]
 
@@ -134,8 +134,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         data = loads(path.read_bytes(), path, what=path.name)
     except OSError as exc:
         raise ModelError(f"cannot be read: {exc.strerror or exc}", path) from exc
-    except ValueError as exc:  # json's own limits, such as an integer of thousands of digits
-        raise ModelError(f"is not valid JSON: {first_line(exc)}", path) from exc
     if not isinstance(data, dict):
         raise ModelError("is not a JSON object", path)
     return data
