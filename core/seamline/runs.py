@@ -1,7 +1,9 @@
 """The engine's graph: runs of tiles feeding output chunks, in an order that bounds memory.
 
 Tiles are grouped, by their placement alone, into *runs*: the tiles of one row (the same
-start along the first axis) in a block of up to 4 x 4 neighbours along the other axes.
+start along the first axis) in a block of neighbours along the other axes: up to 4 tiles
+in a row of a raster, up to 2 x 2 in a slab of a volume (so that a slab of a small volume
+still makes several tasks, for several threads).
 A run's weighted outputs are summed into *parts*, one box per row of output chunks that
 the run reaches, each its own array (so that a part is freed as soon as its row of output
 chunks is made). Three kinds of task:
@@ -53,11 +55,17 @@ from .tiling import TileGrid, chunks_overlapping
 
 __all__ = ["graph", "output_chunks"]
 
-#: Tiles per run along each axis but the first.
+#: Tiles per run at most: 4 along the second axis of a raster, 2 x 2 along the last two of a volume.
 RUN_TILES = 4
+
 #: Output chunks are whole tiles wide along the last axis, about this many pixels
 #: (voxels) in all: a few large writes instead of many small ones.
 CHUNK_PIXELS = 2**18
+
+
+def _run_length(ndim: int) -> int:
+    """Tiles per run along each axis but the first."""
+    return max(1, round(RUN_TILES ** (1 / max(ndim - 1, 1))))
 
 
 def output_chunks(grid: TileGrid) -> tuple[tuple[int, ...], ...]:
@@ -99,11 +107,12 @@ def _columns(bounds: Sequence[np.ndarray], lo: Sequence[int], hi: Sequence[int])
 def _runs(grid: TileGrid, rows: Sequence[int]) -> dict[tuple[int, ...], Run]:
     """The runs, by (row of tiles, block index along each other axis), in C order."""
     runs = {}
-    blocks = [range(0, n, RUN_TILES) for n in grid.counts[1:]]
+    length = _run_length(len(grid.shape))
+    blocks = [range(0, n, length) for n in grid.counts[1:]]
     for k in range(grid.counts[0]):
         for firsts in itertools.product(*blocks):
             indices = itertools.product(
-                [k], *(range(f, min(f + RUN_TILES, n)) for f, n in zip(firsts, grid.counts[1:], strict=True))
+                [k], *(range(f, min(f + length, n)) for f, n in zip(firsts, grid.counts[1:], strict=True))
             )
             starts = tuple(grid.start(i) for i in indices)
             lo = starts[0]
@@ -116,7 +125,7 @@ def _runs(grid: TileGrid, rows: Sequence[int]) -> dict[tuple[int, ...], Run]:
                         ((first, *lo[1:]), (last - first, *(h - low for h, low in zip(hi[1:], lo[1:], strict=True))))
                     )
                     part_rows.append(r)
-            runs[(k, *(f // RUN_TILES for f in firsts))] = Run(starts, tuple(parts), tuple(part_rows))
+            runs[(k, *(f // length for f in firsts))] = Run(starts, tuple(parts), tuple(part_rows))
     return runs
 
 
