@@ -12,8 +12,8 @@ RSS is its own:
 
 Both chunked tools run on dask's threaded scheduler with N threads. Each checks that its
 component count is scipy's. The table gives each time ratio (goals: at most 1.0x
-dask-image, at most 1.5x scipy) and the peak RSS above the imports. A child that runs
-past ``--timeout`` seconds is reported as such (dask-image grows fast with the number
+dask-image, at most 1.5x scipy) and the peak RSS above the loaded mask (sampled, see
+``_rss.py``). A child that runs past ``--timeout`` seconds is reported as such (dask-image grows fast with the number
 of components).
 
 Usage: ``python benchmarks/labels.py [--sizes 8192 16384] [--chunk 1024] [--workers 2]``
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _rss import PeakRSS
 
 
 def make_mask(path: Path, size: int, seed: int = 0) -> None:
@@ -56,20 +56,19 @@ def child(tool: str, path: str, chunk: int, workers: int) -> dict:
     if tool == "seamline":
         import seamline
     mask = np.load(path)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    if tool == "scipy":
-        labels, count = ndi.label(mask)
-    else:
-        chunked = da.from_array(mask, chunks=chunk, name=False)
-        with dask.config.set(scheduler="threads", num_workers=workers):
-            labeled, count = (ndmeasure.label if tool == "dask-image" else seamline.label)(chunked)
-            count = int(count.compute() if hasattr(count, "compute") else count)
-            labels = np.empty(labeled.shape, labeled.dtype)
-            da.store(labeled, labels, lock=False)
+    with PeakRSS() as memory:
+        if tool == "scipy":
+            labels, count = ndi.label(mask)
+        else:
+            chunked = da.from_array(mask, chunks=chunk, name=False)
+            with dask.config.set(scheduler="threads", num_workers=workers):
+                labeled, count = (ndmeasure.label if tool == "dask-image" else seamline.label)(chunked)
+                count = int(count.compute() if hasattr(count, "compute") else count)
+                labels = np.empty(labeled.shape, labeled.dtype)
+                da.store(labeled, labels, lock=False)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "count": int(count), "above_mb": peak - baseline}
+    return {"seconds": seconds, "count": int(count), "above_mb": memory.above_mb}
 
 
 def measure(tool: str, path: Path, chunk: int, workers: int, timeout: float) -> dict | None:

@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -38,17 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def rss_mb() -> float:
-    """Current resident memory of this process, in MB."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_mb() -> float:
-    """Peak resident memory of this process so far, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from _rss import PeakRSS
 
 
 def make_mask(path: Path, size: int, classes: int, seed: int = 0) -> None:
@@ -138,11 +126,13 @@ def child(mode: str, path: str, out: str, chunk: int, workers: int, scheduler: s
         seamline.plugins.registry("readers")
         seamline.plugins.registry("writers")
     target = out + ".parquet" if mode.endswith("file") else None
-    baseline = rss_mb()
     start = time.perf_counter()
-    run = run_whole(path, target) if mode.startswith("whole") else run_tiled(path, target, chunk, workers, scheduler)
+    with PeakRSS() as memory:
+        run = (
+            run_whole(path, target) if mode.startswith("whole") else run_tiled(path, target, chunk, workers, scheduler)
+        )
     seconds = time.perf_counter() - start
-    peak = peak_mb()
+    baseline, peak = memory.baseline_mb, memory.peak_mb
     if run is None:  # read the file back, after the peak was taken
         frame = gpd.read_parquet(target)
         run = frame["class_id"].to_numpy(), frame.geometry.to_numpy()

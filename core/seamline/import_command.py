@@ -11,7 +11,7 @@ loading SRC, with nothing of the source tool needed any more.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,20 @@ import click
 from .errors import InputError
 
 __all__ = ["import_model", "command"]
+
+
+def foreign_model_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``--architecture`` and ``--model-option`` flags of a command that loads a model from another tool."""
+    command = click.option(
+        "--model-option",
+        "model_options",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="An option of the model (in_channels=4, classes=2, encoder_name=resnet34, ...); JSON or text; repeatable.",
+    )(command)
+    return click.option("--architecture", help="For a checkpoint: the registered architecture its weights are for.")(
+        command
+    )
 
 
 def import_model(
@@ -91,14 +105,7 @@ def _names(text: str | None) -> list[str] | None:
 @click.command("import-model")
 @click.argument("source", metavar="SRC", type=click.Path(exists=True))
 @click.argument("target", metavar="DST", type=click.Path())
-@click.option("--architecture", help="For a checkpoint: the registered architecture its weights are for.")
-@click.option(
-    "--model-option",
-    "model_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="An option of the model (in_channels=4, classes=2, encoder_name=resnet34, ...); JSON or text; repeatable.",
-)
+@foreign_model_flags
 @click.option("--bands", help="Band names in the order the model takes them, comma-separated.")
 @click.option("--classes", help="Class names in class order (0 first), comma-separated.")
 @click.option("--normalization", help="A normalization spec as JSON, 'none', or a recipe's name.")

@@ -24,6 +24,7 @@ from .atomic import check_writable
 from .defaults import BATCH_SIZE
 from .errors import InputError, about, first_line
 from .fingerprints import reads
+from .import_command import foreign_model_flags
 from .inputs import match_bands, open_inputs
 from .logits import labels_of
 from .plugins import registry
@@ -76,14 +77,7 @@ class PredictCommand(click.Command):
     required=True,
     help="A model bundle (dir or .zip), a model folder or checkpoint of another tool, or a shipped bundle's name.",
 )
-@click.option("--architecture", help="For a checkpoint: the registered architecture its weights are for.")
-@click.option(
-    "--model-option",
-    "model_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="An option of the model (in_channels=4, classes=2, encoder_name=resnet34, ...); JSON or text; repeatable.",
-)
+@foreign_model_flags
 @click.option("--tile-size", type=click.IntRange(min=1), help="Tile size in pixels (default: the bundle's).")
 @click.option(
     "--overlap", type=click.FloatRange(0, 1, max_open=True), help="Tile overlap as a fraction (default: the bundle's)."
