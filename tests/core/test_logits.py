@@ -22,7 +22,14 @@ def test_each_voxel_takes_the_last_region_above_one_half(probabilities, data):
     for index in np.ndindex(painted.shape):
         above = [value for channel, value in enumerate(order) if probabilities[(channel, *index)] > 0.5]
         assert painted[index] == (above[-1] if above else 0)
-    assert painted.dtype == (np.uint8 if max(order) < 256 else np.uint16)
+    assert painted.dtype == (np.uint8 if max(order) < 255 else np.uint16)  # 255 is uint8 labels' nodata
+
+
+def test_a_region_labelled_255_needs_uint16_since_255_is_uint8_nodata():
+    probabilities = np.ones((2, 1, 1), np.float32)
+    assert paint_regions(probabilities, [254, 1]).dtype == np.uint8
+    painted = paint_regions(probabilities, [1, 255])
+    assert painted.dtype == np.uint16 and int(painted.max()) == 255
 
 
 @settings(max_examples=30, deadline=None)
