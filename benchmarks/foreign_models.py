@@ -1,7 +1,7 @@
 """Benchmark an nnU-Net v2 model folder: nnU-Net's own predictor vs seamline, on the CPU.
 
 Both run the same checkpoint on the same synthetic CT-like volume, file to file, each in
-its own child process (peak RSS from ``resource.getrusage``; time from reading the input
+its own child process (peak RSS sampled, see ``_rss.py``; time from reading the input
 to the written labels):
 
 - nnU-Net: ``nnUNetPredictor.predict_from_files_sequential`` (SimpleITK reading, its
@@ -29,7 +29,6 @@ import contextlib
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -37,16 +36,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _rss import PeakRSS
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _rss_mb() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def synthetic_ct(shape: tuple[int, int, int], spacing: float, seed: int = 0) -> np.ndarray:
@@ -84,36 +76,43 @@ def synthetic_ct(shape: tuple[int, int, int], spacing: float, seed: int = 0) -> 
     return volume
 
 
+def _run_nnunet(job: dict) -> None:
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    predictor = nnUNetPredictor(
+        tile_step_size=0.5,
+        use_mirroring=job["mirror"],
+        perform_everything_on_device=False,
+        device=torch.device("cpu"),
+        allow_tqdm=False,
+    )
+    predictor.initialize_from_trained_model_folder(job["folder"], None, "checkpoint_final.pth")
+    predictor.predict_from_files_sequential([[job["input"]]], [job["output"]], False, True, None)
+
+
+def _run_seamline(job: dict) -> None:
+    import seamline
+
+    bundle = seamline.load_model(job["folder"], mirror=job["mirror"])
+    labels = bundle.predict(seamline.open(job["input"]), output="labels", progress=False)
+    seamline.save(labels, job["output"] + ".nii.gz", overwrite=True)
+
+
 def _child(job: dict) -> dict:
+    import dask
+    import nnunetv2.inference.predict_from_raw_data  # noqa: F401  (both children carry the same imports)
     import torch
 
+    import seamline  # noqa: F401
+
     torch.set_num_threads(job["threads"])
-    if job["kind"] == "nnunet":
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
-        baseline = _rss_mb()
-        start = time.perf_counter()
-        predictor = nnUNetPredictor(
-            tile_step_size=0.5,
-            use_mirroring=job["mirror"],
-            perform_everything_on_device=False,
-            device=torch.device("cpu"),
-            allow_tqdm=False,
-        )
-        predictor.initialize_from_trained_model_folder(job["folder"], None, "checkpoint_final.pth")
-        predictor.predict_from_files_sequential([[job["input"]]], [job["output"]], False, True, None)
-    else:
-        import dask
-
-        import seamline
-
-        dask.config.set(num_workers=job["threads"])
-        baseline = _rss_mb()
-        start = time.perf_counter()
-        bundle = seamline.load_model(job["folder"], mirror=job["mirror"])
-        labels = bundle.predict(seamline.open(job["input"]), output="labels", progress=False)
-        seamline.save(labels, job["output"] + ".nii.gz", overwrite=True)
-    return {"seconds": time.perf_counter() - start, "peak_mb": _peak_mb(), "baseline_mb": baseline}
+    dask.config.set(num_workers=job["threads"])
+    start = time.perf_counter()
+    with PeakRSS() as memory:
+        (_run_nnunet if job["kind"] == "nnunet" else _run_seamline)(job)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak_mb": memory.peak_mb, "baseline_mb": memory.baseline_mb}
 
 
 def _measure(job: dict) -> dict:
