@@ -163,6 +163,14 @@ class Bundle:
             model_input = normalize(model_input, self.card.normalization)
         return model_input, restore
 
+    def _engine_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """*options* for the engine, with the card's tile size, overlap, blend and fit where unset."""
+        options.setdefault("tile_size", self.card.tile_size)
+        options.setdefault("overlap", self.card.overlap)
+        options.setdefault("blend", self.card.blend)
+        options.setdefault("fit", not self.card.pad_to_tile)
+        return options
+
     def predict(self, image: Image | Any, **options: Any) -> Image:
         """Predict *image* tile by tile, lazily, as the card says.
 
@@ -193,10 +201,7 @@ class Bundle:
         if not isinstance(image, Image):
             image = Image.from_array(image)
         model_input, restore = self.model_input(image)
-        options.setdefault("tile_size", self.card.tile_size)
-        options.setdefault("overlap", self.card.overlap)
-        options.setdefault("blend", self.card.blend)
-        options.setdefault("fit", not self.card.pad_to_tile)
+        options = self._engine_options(options)
         wanted = options.get("output", "scores")
         via_probabilities = wanted == "labels" and restore is not None and self.card.labels_from == "probabilities"
         if via_probabilities:

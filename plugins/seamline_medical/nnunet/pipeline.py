@@ -135,15 +135,13 @@ class NNUNetBundle(Bundle):
         return prepared, functools.partial(self._restore, grid=grid, image=image)
 
     def _engine_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        options.setdefault("tile_size", self.card.tile_size)
         options.setdefault("overlap", 1 - self.pipeline["tile_step_size"])
         options.setdefault("blend", "nnunet")
         options.setdefault("placement", "nnunet")
         options.setdefault("batch_size", 1)  # as nnU-Net: its patches are large
-        options.setdefault("fit", not self.card.pad_to_tile)
         if _on_cuda(options.get("device", "auto")):
             options.setdefault("amp", "float16")  # nnU-Net's torch.autocast("cuda"); it runs the CPU in float32
-        return options
+        return super()._engine_options(options)
 
     def network_scores(self, image: Image | Any, **options: Any) -> Image:
         """The blended logits on the network's grid, before nnU-Net's export (lazy).
